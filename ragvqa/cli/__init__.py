@@ -1,0 +1,1 @@
+"""The `ragvqa` command line (typer): one file per command group."""

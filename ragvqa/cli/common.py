@@ -1,0 +1,34 @@
+"""Shared CLI helpers: stderr console, one-line user errors, JSON on stdout."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from ragvqa.errors import UserError
+
+stderr = Console(stderr=True)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a `UserError` into one line on stderr and exit status 2 (no traceback)."""
+    try:
+        yield
+    except UserError as exc:
+        stderr.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        stderr.print("[yellow]interrupted[/]")
+        raise typer.Exit(130) from None
+
+
+def print_json(obj: Any) -> None:
+    """Data goes to stdout, as JSON."""
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")

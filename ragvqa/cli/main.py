@@ -1,0 +1,38 @@
+"""`ragvqa`: the top-level typer app. Command groups are small modules imported here; each
+imports heavy libraries only inside its command bodies, so `ragvqa --help` stays fast."""
+
+from __future__ import annotations
+
+import typer
+
+from ragvqa import __version__
+from ragvqa.cli.score import app as score_app
+
+app = typer.Typer(
+    name="ragvqa",
+    help="Retrieval-augmented visual question answering on encyclopedic knowledge.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(score_app, name="score")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ragvqa {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Retrieval-augmented visual question answering on encyclopedic knowledge."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,1 @@
+"""Benchmark loaders: official InfoSeek and Encyclopedic-VQA files into `BenchmarkExample`s."""

@@ -1,0 +1,1 @@
+"""Scoring: official InfoSeek and E-VQA scorers, BEM, retrieval metrics, prediction files."""

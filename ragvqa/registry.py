@@ -1,0 +1,64 @@
+"""Registries of named components with lazy "module:attr" targets.
+
+A pipeline or a command names a component by key ("infoseek", "evqa", ...); the registry maps
+the key to an import path and imports it only when asked, so listing or validating names never
+imports torch, vLLM or faiss. An unknown key gets a "did you mean" error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Any
+
+from ragvqa.errors import UserError
+
+
+class Registry:
+    """Named lazy targets of one component kind."""
+
+    def __init__(self, kind: str, targets: dict[str, str] | None = None):
+        self.kind = kind
+        self._targets: dict[str, str] = dict(targets or {})
+
+    def register(self, name: str, target: str) -> None:
+        """Add `name` -> "package.module:attr"; re-registering a name is a programming error."""
+        if name in self._targets:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        if ":" not in target:
+            raise ValueError(f"target {target!r} must look like 'package.module:attr'")
+        self._targets[name] = target
+
+    def names(self) -> list[str]:
+        return sorted(self._targets)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._targets
+
+    def get(self, name: str) -> Any:
+        """Import and return the target registered as `name`."""
+        if name not in self._targets:
+            close = difflib.get_close_matches(name, self._targets, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            known = ", ".join(self.names())
+            raise UserError(f"unknown {self.kind} {name!r} (known: {known}){hint}")
+        module_name, attr = self._targets[name].split(":", 1)
+        return getattr(importlib.import_module(module_name), attr)
+
+
+SCORERS = Registry(
+    "scorer",
+    {
+        "infoseek": "ragvqa.eval.infoseek_scorer:score_infoseek",
+        "evqa": "ragvqa.eval.evqa_scorer:score_evqa",
+    },
+)
+
+DATASET_LOADERS = Registry(
+    "dataset loader",
+    {
+        "infoseek": "ragvqa.data.infoseek:load_infoseek",
+        "evqa": "ragvqa.data.evqa:load_evqa",
+        "m2kr": "ragvqa.data.m2kr:load_m2kr",
+    },
+)

@@ -1,0 +1,158 @@
+"""Typed values exchanged between ragvqa's stages.
+
+Every stage boundary (loader -> retriever -> reranker -> reader -> scorer) passes these frozen
+dataclasses, never loose dicts: dicts exist only where data is read from or written to files.
+This module imports nothing heavy (no torch, no numpy) so any part of the package can use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class VQAQuery:
+    """One question about one image, as a retriever or a reader sees it.
+
+    `image_path` is None when the image is missing or the query is text-only.
+    """
+
+    query_id: str
+    question: str
+    image_path: str | None = None
+    image_id: str | None = None
+
+
+@dataclass(frozen=True)
+class NumericRange:
+    """The inclusive reference interval of an InfoSeek Numerical question."""
+
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class BenchmarkExample:
+    """One benchmark question with everything a scorer or a retrieval metric needs.
+
+    Attributes:
+        example_id: InfoSeek `data_id`, or the E-VQA 0-based CSV row number as a string.
+        dataset: "infoseek" or "evqa".
+        question: The question text.
+        image_ids: Dataset image ids; evaluations use the first.
+        answers: Human-readable answers (InfoSeek `answer`; E-VQA '|'-separated alternatives).
+        answer_eval: InfoSeek String/Time reference strings (empty for other datasets).
+        numeric_range: InfoSeek Numerical reference interval, else None.
+        question_type: InfoSeek "String" | "Numerical" | "Time"; E-VQA "templated" |
+            "automatic" | "multi_answer" | "2_hop". Empty when unknown.
+        split: InfoSeek `data_split`; E-VQA `encyclopedic_vqa_split`.
+        entity_ids: Gold entities: InfoSeek Wikidata QID (withkb file); E-VQA Wikipedia URLs.
+        entity_names: Gold entity names, parallel to `entity_ids` where known.
+        image_dataset: Source collection of the image ("oven", "landmarks", "inaturalist").
+        image_path: Resolved local image file, or None when missing or not resolved.
+        source: "file:line" the example was read from, for error messages.
+    """
+
+    example_id: str
+    dataset: str
+    question: str
+    image_ids: tuple[str, ...] = ()
+    answers: tuple[str, ...] = ()
+    answer_eval: tuple[str, ...] = ()
+    numeric_range: NumericRange | None = None
+    question_type: str = ""
+    split: str = ""
+    entity_ids: tuple[str, ...] = ()
+    entity_names: tuple[str, ...] = ()
+    image_dataset: str = ""
+    image_path: str | None = None
+    source: str = ""
+
+    @property
+    def image_id(self) -> str | None:
+        """The image evaluations use (the first id), or None."""
+        return self.image_ids[0] if self.image_ids else None
+
+    def to_query(self) -> VQAQuery:
+        """The retrieval / reading query for this example."""
+        return VQAQuery(
+            query_id=self.example_id,
+            question=self.question,
+            image_path=self.image_path,
+            image_id=self.image_id,
+        )
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One retrievable unit of a knowledge base (a Wikipedia section or text window)."""
+
+    passage_id: str
+    text: str
+    title: str = ""
+    section_title: str = ""
+    page_id: str = ""
+    entity_id: str = ""
+    image_paths: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RetrievedPassage:
+    """A passage with its rank (0-based) and score in one retrieval result."""
+
+    passage: Passage
+    score: float
+    rank: int
+
+
+@dataclass(frozen=True)
+class RetrievalResult:
+    """The ranked passages retrieved for one query, best first."""
+
+    query_id: str
+    passages: tuple[RetrievedPassage, ...]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A system's answer to one benchmark question.
+
+    `raw_output` is the reader's unprocessed text where one exists; `answer` is what is scored.
+    """
+
+    example_id: str
+    answer: str
+    raw_output: str | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class ExampleScore:
+    """The official 0/1 score of one prediction, with how it was decided.
+
+    `method` is "exact" (string match), "range" (InfoSeek numerical), "bem" (E-VQA BEM
+    classifier after a failed exact match) or "none" (exact match failed, no BEM model).
+    """
+
+    example_id: str
+    score: int
+    question_type: str
+    split: str
+    method: str
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """A scorer's output.
+
+    Attributes:
+        metrics: The aggregate in the official structure and names (written as JSON as is).
+        per_example: One score per scored prediction, in prediction order (duplicates included).
+        coverage: How predictions and references matched up: counts of scored, unknown-id,
+            duplicated and missing predictions, with the first few ids of each.
+    """
+
+    metrics: dict[str, Any]
+    per_example: tuple[ExampleScore, ...]
+    coverage: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,125 @@
+"""Shared test fixtures: small files in the official formats and a tiny random BEM checkpoint.
+
+Heavy models are built once per test session.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# No test may reach a model hub or write into the user's caches.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="ragvqa-test-hf-")
+
+EVQA_COLUMNS = [
+    "question",
+    "answer",
+    "dataset_image_ids",
+    "dataset_name",
+    "dataset_category_id",
+    "question_type",
+    "wikipedia_url",
+    "wikipedia_title",
+    "evidence",
+    "evidence_section_id",
+    "evidence_section_title",
+    "encyclopedic_vqa_split",
+    "question_original",
+    "wikipedia_url_used_in_train",
+]
+
+BEM_VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "what",
+    "colour",
+    "is",
+    "the",
+    "flower",
+    "red",
+    "blue",
+    "green",
+    "and",
+    ",",
+    ".",
+    "paris",
+    "city",
+    "when",
+    "was",
+    "it",
+    "built",
+    "in",
+    "1850",
+    "##s",
+    "year",
+    "?",
+]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def write_evqa_csv(path: Path, rows: list[dict]) -> Path:
+    """Write an E-VQA CSV with the official columns; unspecified cells are empty."""
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=EVQA_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: row.get(c, "") for c in EVQA_COLUMNS})
+    return path
+
+
+def build_bem(out: Path, *, type_vocab_size: int = 3, bias: tuple[float, float] = (0.0, 0.0)):
+    """A tiny random BERT classifier saved in HF format with a real WordPiece vocab.
+
+    The classifier's weight is zeroed and its bias set, so P(equivalent) = softmax(bias)[1]
+    for every input: the tests know the BEM decision by hand.
+    """
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = out / "vocab.txt"
+    vocab.write_text("\n".join(BEM_VOCAB) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab=str(vocab), do_lower_case=True)
+    tokenizer.save_pretrained(out)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(BEM_VOCAB),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        type_vocab_size=type_vocab_size,
+        num_labels=2,
+    )
+    model = BertForSequenceClassification(config)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor(bias))
+    model.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def bem_dir(tmp_path_factory) -> Path:
+    """A BEM checkpoint whose P(equivalent) is softmax([0, 0])[1] = 0.5 (>= 0.5: equivalent)."""
+    return build_bem(tmp_path_factory.mktemp("bem_yes"), bias=(0.0, 0.0))
+
+
+@pytest.fixture(scope="session")
+def bem_no_dir(tmp_path_factory) -> Path:
+    """A BEM checkpoint that never says equivalent: softmax([0, -1e-3])[1] < 0.5."""
+    return build_bem(tmp_path_factory.mktemp("bem_no"), bias=(0.0, -1e-3))
