@@ -1,0 +1,78 @@
+"""Text and image preprocessing for ReT: the CLIP tokenizer (77 tokens) and image processor.
+
+Saved next to ragvqa's checkpoints so they load offline; for official ReT checkpoints they come
+from the base CLIP repository named in the checkpoint's config (e.g.
+`openai/clip-vit-large-patch14`), or from the checkpoint folder when it holds them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ragvqa.errors import UserError
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
+IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
+
+
+class RetProcessor:
+    """Tokenizer + image processor, with the retriever's text length limit."""
+
+    def __init__(self, tokenizer: Any, image_processor: Any, max_length: int = 77):
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.max_length = max_length
+
+    @classmethod
+    def load(cls, folder: str | Path, source: str = "", max_length: int = 77) -> RetProcessor:
+        """From `folder` when it has the files, else from `source` (a hub id or folder)."""
+        from transformers import CLIPImageProcessor, CLIPTokenizer
+
+        folder = Path(folder)
+        has_tok = any((folder / f).is_file() for f in TOKENIZER_FILES)
+        has_img = (folder / IMAGE_PROCESSOR_FILE).is_file()
+        tok_from = str(folder) if has_tok else source
+        img_from = str(folder) if has_img else source
+        if not tok_from or not img_from:
+            raise UserError(
+                "no tokenizer / image processor files and no processor_source in the config",
+                path=str(folder),
+            )
+        try:
+            tokenizer = CLIPTokenizer.from_pretrained(tok_from)
+            image_processor = CLIPImageProcessor.from_pretrained(img_from)
+        except OSError as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UserError(
+                f"cannot load the CLIP tokenizer / image processor from {tok_from!r} ({first}); "
+                "offline, save them into the checkpoint folder"
+            ) from None
+        return cls(tokenizer, image_processor, max_length)
+
+    def save(self, folder: str | Path) -> None:
+        self.tokenizer.save_pretrained(str(folder))
+        self.image_processor.save_pretrained(str(folder))
+
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Token ids per text, truncated to the limit, no padding."""
+        return self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=False)[
+            "input_ids"
+        ]
+
+    def pad(self, ids: list[list[int]]) -> tuple[Any, Any]:
+        """(input_ids, attention_mask) tensors padded to the longest sequence of the batch."""
+        import torch
+
+        width = max(len(x) for x in ids)
+        pad_id = self.tokenizer.pad_token_id or 0
+        input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, seq in enumerate(ids):
+            input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+            mask[row, : len(seq)] = 1
+        return input_ids, mask
+
+    def pixels(self, images: list[Any]) -> Any:
+        """pixel_values [B, 3, H, W] (float32) for PIL images."""
+        return self.image_processor(images, return_tensors="pt")["pixel_values"]

@@ -1,0 +1,110 @@
+"""High-level encoding with a tiny saved retriever: prefixes, masks, batching, bad images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from ret_fixtures import TEXT, VISION, clip_tokenizer, image_processor
+
+from ragvqa.models.checkpoint import save_retriever
+from ragvqa.models.config import HeadConfig, RetrieverConfig
+from ragvqa.models.encode import BLACK_SIZE, RetEncoder, query_text
+from ragvqa.models.processor import RetProcessor
+from ragvqa.models.retriever import RetRetriever
+from ragvqa.types import Passage, VQAQuery
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ret_saved")
+    torch.manual_seed(0)
+    head = HeadConfig((0, 1, 2), (1, 2, 3), hidden_size=64, num_queries=4, output_vectors=4,
+                      proj_size=16)  # fmt: skip
+    config = RetrieverConfig(dict(TEXT), dict(VISION), query=head, document=head,
+                             query_instruction="retrieve:")  # fmt: skip
+    processor = RetProcessor(clip_tokenizer(folder / "tok"), image_processor())
+    save_retriever(RetRetriever(config).eval(), folder / "model", processor)
+    return folder / "model"
+
+
+@pytest.fixture
+def images(tmp_path):
+    red = tmp_path / "red.png"
+    Image.new("RGB", (40, 30), "red").save(red)
+    blue = tmp_path / "blue.jpg"
+    Image.new("RGB", (20, 50), "blue").save(blue)
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return {"red": str(red), "blue": str(blue), "corrupt": str(corrupt),
+            "missing": str(tmp_path / "missing.jpg")}  # fmt: skip
+
+
+def _manual(encoder, side, text, image, image_present):
+    """features() on hand-prepared inputs: the expected output for one item."""
+    ids, mask = encoder.processor.pad(encoder.processor.token_ids([text]))
+    pixels = encoder.processor.pixels([image])
+    with torch.inference_mode():
+        out = encoder.model.features(
+            side, input_ids=ids, attention_mask=mask, pixel_values=pixels,
+            text_mask=torch.tensor([1.0 if text else 0.0]),
+            image_mask=torch.tensor([1.0 if image_present else 0.0]),
+        )  # fmt: skip
+    return out[0].numpy()
+
+
+def test_query_text_prefix():
+    assert query_text("when?", "retrieve:") == "retrieve: when?"
+    assert query_text("", "retrieve:") == "retrieve:"
+    assert query_text("when?", "") == "when?"
+
+
+def test_queries_get_the_instruction_and_the_image(saved, images):
+    encoder = RetEncoder.from_pretrained(saved, device="cpu")
+    out = encoder.encode_queries([VQAQuery("q0", "the thin rain?", images["red"])])
+    assert out.dtype == np.float32 and out.shape == (1, 4, 16)
+    with Image.open(images["red"]) as img:
+        expected = _manual(encoder, "query", "retrieve: the thin rain?", img.convert("RGB"), True)
+    np.testing.assert_allclose(out[0], expected, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=-1), 1.0, atol=1e-5)
+
+
+def test_missing_and_corrupt_images_use_the_black_image_mask(saved, images):
+    encoder = RetEncoder.from_pretrained(saved, device="cpu")
+    queries = [
+        VQAQuery("a", "the rain", images["missing"]),
+        VQAQuery("b", "the rain", images["corrupt"]),
+        VQAQuery("c", "the rain", None),
+    ]
+    out = encoder.encode_queries(queries)
+    black = Image.new("RGB", (BLACK_SIZE, BLACK_SIZE), "black")
+    expected = _manual(encoder, "query", "retrieve: the rain", black, False)
+    for row in out:
+        np.testing.assert_allclose(row, expected, atol=1e-5)
+    stats = encoder.stats
+    assert (stats.missing_images, stats.unreadable_images, stats.no_image) == (1, 1, 1)
+    assert stats.examples["missing_images"] == [images["missing"]]
+    assert stats.examples["unreadable_images"] == [images["corrupt"]]
+
+
+def test_batching_and_length_sorting_do_not_change_results(saved, images):
+    texts = ["a", "the thin rain in the rain", "re", "", "the 12 rains, in?"]
+    pics = [images["red"], None, images["blue"], images["red"], None]
+    passages = [Passage(f"p{i}", t, image_paths=(p,) if p else ()) for i, (t, p) in
+                enumerate(zip(texts, pics, strict=True))]  # fmt: skip
+    batched = RetEncoder.from_pretrained(saved, device="cpu", batch_size=2).encode_documents(
+        passages
+    )
+    single = RetEncoder.from_pretrained(saved, device="cpu", batch_size=1)
+    for i, passage in enumerate(passages):
+        np.testing.assert_allclose(batched[i], single.encode_documents([passage])[0], atol=1e-5)
+    # documents get no instruction; the empty text is switched off by the text mask
+    with Image.open(images["red"]) as img:
+        expected = _manual(single, "document", "", img.convert("RGB"), True)
+    np.testing.assert_allclose(batched[3], expected, atol=1e-5)
+
+
+def test_empty_input(saved):
+    encoder = RetEncoder.from_pretrained(saved, device="cpu")
+    assert encoder.encode_queries([]).shape == (0, 4, 16)
