@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 TEXT = {
-    "vocab_size": 96,
+    "vocab_size": 128,
     "hidden_size": 32,
     "intermediate_size": 64,
     "num_hidden_layers": 4,

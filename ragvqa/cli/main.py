@@ -7,6 +7,7 @@ import typer
 
 from ragvqa import __version__
 from ragvqa.cli.score import app as score_app
+from ragvqa.cli.train import app as train_app
 
 app = typer.Typer(
     name="ragvqa",
@@ -16,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(score_app, name="score")
+app.add_typer(train_app, name="train")
 
 
 def _version(value: bool) -> None:

@@ -86,6 +86,7 @@ class RetCell(nn.Module):
         self.text_ln = nn.LayerNorm(dim)
         self.vision_ln = nn.LayerNorm(dim)
         self.sa_ln = nn.LayerNorm(dim)  # present in official checkpoints, never used
+        self.sa_ln.requires_grad_(False)  # so it is not trained (nor reported unused by DDP)
         self.mlp_ln = nn.LayerNorm(dim)
         self.register_buffer("input_gate_bias_prior", torch.tensor(config.input_gate_bias_prior))
         self.register_buffer("forget_gate_bias_prior", torch.tensor(config.forget_gate_bias_prior))

@@ -85,6 +85,17 @@ def read_weights(folder: Path) -> dict[str, Any]:
     )
 
 
+def with_shared_head(state: dict[str, Any], config: RetrieverConfig) -> dict[str, Any]:
+    """A shared head is stored once (as query_head.*); the module has it under both names."""
+    if not config.shared_heads:
+        return state
+    prefix = "query_head."
+    shared = {
+        "document_head." + k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)
+    }
+    return {**state, **shared}
+
+
 # -- ragvqa's own format -------------------------------------------------------------------
 
 
@@ -112,13 +123,7 @@ def _load_ours(folder: Path, document: dict[str, Any]) -> Any:
 
     config = RetrieverConfig.from_dict(document["retriever"])
     model = RetRetriever(config)
-    state = read_weights(folder)
-    if config.shared_heads:
-        state.update({
-            "document_head." + k[len("query_head."):]: v
-            for k, v in state.items() if k.startswith("query_head.")
-        })  # fmt: skip
-    _load_exact(model, state, folder)
+    _load_exact(model, with_shared_head(read_weights(folder), config), folder)
     return model
 
 
@@ -206,12 +211,7 @@ def map_official_state(state: dict[str, Any], model: Any) -> dict[str, Any]:
             out[f"document_head.{rest}"] = value
         else:
             out[key] = value  # reported as unexpected
-    if model.config.shared_heads:
-        out.update({
-            "document_head." + k[len("query_head."):]: v
-            for k, v in out.items() if k.startswith("query_head.")
-        })  # fmt: skip
-    return out
+    return with_shared_head(out, model.config)
 
 
 def _unbuilt_block(inner: str, tower: Any) -> bool:

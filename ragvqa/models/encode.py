@@ -42,6 +42,27 @@ class EncodeStats:
                 self.examples[kind].append(path)
 
 
+def load_image(path: str | None, stats: EncodeStats | None = None) -> tuple[Any, int]:
+    """(RGB image, 1), or (the black stand-in, 0) when there is no image, it is missing, or it
+    cannot be read; the last two are counted in `stats`."""
+    from PIL import Image
+
+    black = Image.new("RGB", (BLACK_SIZE, BLACK_SIZE), color="black")
+    stats = stats if stats is not None else EncodeStats()
+    if path is None:
+        stats.note("no_image")
+        return black, 0
+    if not Path(path).is_file():
+        stats.note("missing_images", path)
+        return black, 0
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB"), 1
+    except Exception:  # truncated, not an image, unsupported mode: go on without it
+        stats.note("unreadable_images", path)
+        return black, 0
+
+
 def query_text(question: str, instruction: str) -> str:
     """The query text the retriever reads: "<instruction> <question>" (either may be empty)."""
     return f"{instruction} {question}" if instruction and question else instruction or question
@@ -74,6 +95,7 @@ class RetEncoder:
         processor = RetProcessor.load(
             model.source, model.config.processor_source, model.config.max_text_tokens
         )
+        processor.check_fits(model)
         return cls(model, processor, **kw)
 
     def encode_queries(self, queries: Sequence[VQAQuery]) -> Any:
@@ -89,26 +111,9 @@ class RetEncoder:
         return self._encode("document", texts, images)
 
     # -- internals --------------------------------------------------------------------------
-    def _load_image(self, path: str | None) -> tuple[Any, int]:
-        from PIL import Image
-
-        black = Image.new("RGB", (BLACK_SIZE, BLACK_SIZE), color="black")
-        if path is None:
-            self.stats.note("no_image")
-            return black, 0
-        if not Path(path).is_file():
-            self.stats.note("missing_images", path)
-            return black, 0
-        try:
-            with Image.open(path) as img:
-                return img.convert("RGB"), 1
-        except Exception:  # truncated, not an image, unsupported mode: go on without it
-            self.stats.note("unreadable_images", path)
-            return black, 0
-
     def _prepare(self, path: str | None) -> tuple[Any, float]:
         """One image as pixel values [3, H, W] and its mask (0 for the black stand-in)."""
-        image, present = self._load_image(path)
+        image, present = load_image(path, self.stats)
         return self.processor.pixels([image])[0], float(present)
 
     def _encode(self, side: str, texts: list[str], images: list[str | None]) -> Any:

@@ -50,6 +50,15 @@ class RetProcessor:
             ) from None
         return cls(tokenizer, image_processor, max_length)
 
+    def check_fits(self, model: Any) -> None:
+        """Refuse a tokenizer whose ids the model's text tower cannot embed."""
+        vocab = model.text_model.config.vocab_size
+        if len(self.tokenizer) > vocab:
+            raise UserError(
+                f"the tokenizer has {len(self.tokenizer)} tokens, the text tower embeds {vocab}: "
+                "they do not belong together"
+            )
+
     def save(self, folder: str | Path) -> None:
         self.tokenizer.save_pretrained(str(folder))
         self.image_processor.save_pretrained(str(folder))

@@ -159,6 +159,13 @@ class RetRetriever(nn.Module):
         out = head(text_states, vision_states, attention_mask, text_mask, image_mask)
         return F.normalize(out, p=2, dim=-1)
 
+    def forward(
+        self, query: dict[str, torch.Tensor], document: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both sides in one call (what training needs, and what DistributedDataParallel wraps):
+        `features("query", **query)` and `features("document", **document)`."""
+        return self.features("query", **query), self.features("document", **document)
+
     @property
     def device(self) -> torch.device:
         return self.query_head.ret_cell.query_hidden_states.device

@@ -1,0 +1,1 @@
+"""Training the ReT family (`ragvqa train retriever`)."""

@@ -1,0 +1,101 @@
+"""Training checkpoints in safetensors + JSON (no pickles): model, optimizer, scheduler, RNG.
+
+A checkpoint is a folder `step-NNNNNNN/` written under a temporary name and renamed into place,
+so a run killed while saving leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ragvqa.errors import UserError
+
+OPTIMIZER = "optimizer.safetensors"
+STATE = "trainer_state.json"
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
+    """Flatten an optimizer state into named tensors plus its (JSON-able) param groups."""
+    sd = optimizer.state_dict()
+    tensors = {}
+    for index, entry in sd["state"].items():
+        for key, value in entry.items():
+            tensor = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"state.{index}.{key}"] = tensor.detach().cpu().contiguous()
+    return tensors, sd["param_groups"]
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, groups: list) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, tensor in tensors.items():
+        if name.startswith("state."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = tensor
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def save_checkpoint(
+    folder: Path,
+    step: int,
+    model: Any,
+    processor: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    extra: dict[str, Any],
+    extra_tensors: dict[str, torch.Tensor],
+    keep: int,
+) -> Path:
+    """Write `folder/step-<step>/` atomically and keep only the newest `keep` checkpoints."""
+    from safetensors.torch import save_file
+
+    from ragvqa.models.checkpoint import save_retriever
+
+    final = folder / f"step-{step:07d}"
+    tmp = folder / f".tmp-step-{step:07d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_retriever(model, tmp, processor)
+    tensors, groups = optimizer_tensors(optimizer)
+    tensors.update({f"extra.{k}": v.detach().cpu().contiguous() for k, v in extra_tensors.items()})
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    save_file(tensors, str(tmp / OPTIMIZER))
+    sched = scheduler.state_dict()
+    sched["lr_lambdas"] = [None] * len(sched.get("lr_lambdas", []))  # functions are code, not state
+    document = {"step": step, "param_groups": groups, "scheduler": sched, **extra}
+    (tmp / STATE).write_text(json.dumps(document, indent=2))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    for old in list_checkpoints(folder)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("step-*") if (p / STATE).is_file())
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(trainer_state.json, optimizer/RNG tensors) of one checkpoint."""
+    from safetensors.torch import load_file
+
+    try:
+        return json.loads((path / STATE).read_text()), load_file(path / OPTIMIZER)
+    except Exception as exc:
+        raise UserError(f"cannot read training checkpoint ({exc})", path=str(path)) from None
+
+
+def restore_rng(tensors: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
