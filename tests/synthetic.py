@@ -15,10 +15,15 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 COLOURS = {
-    "red": (220, 20, 20), "green": (20, 180, 20), "blue": (20, 20, 220),
-    "yellow": (230, 220, 20), "pink": (230, 20, 200), "cyan": (20, 210, 210),
-    "orange": (240, 140, 10), "black": (10, 10, 10),
-}  # fmt: skip
+    "red": (220, 20, 20),
+    "green": (20, 180, 20),
+    "blue": (20, 20, 220),
+    "yellow": (230, 220, 20),
+    "pink": (230, 20, 200),
+    "cyan": (20, 210, 210),
+    "orange": (240, 140, 10),
+    "black": (10, 10, 10),
+}
 SHAPES = ("circle", "square", "triangle", "cross")
 ENTITIES = [(c, s) for c in COLOURS for s in SHAPES]
 
@@ -53,8 +58,14 @@ def write_task(folder: Path, train_per_entity: int = 8, eval_per_entity: int = 2
             for j in range(count):
                 name = f"img/{split}_{k}_{j}.png"
                 render(colour, shape, rng).save(folder / name)
-                lines.append({"query": "what is it?", "query_image": name,
-                              "document": f"{colour} {shape}", "entity_id": f"E{k}"})  # fmt: skip
+                lines.append(
+                    {
+                        "query": "what is it?",
+                        "query_image": name,
+                        "document": f"{colour} {shape}",
+                        "entity_id": f"E{k}",
+                    }
+                )
         rng.shuffle(lines)
         files[split] = folder / f"{split}.jsonl"
         files[split].write_text("".join(json.dumps(x) + "\n" for x in lines))

@@ -229,11 +229,21 @@ def test_readme_demo_command_gives_hand_worked_scores(tmp_path, monkeypatch):
     # benchmarks/demo/infoseek: the README's first command scores these files.
     demo = "benchmarks/demo/infoseek/"
     out = tmp_path / "metrics.json"
-    result = runner.invoke(app, [
-        "score", "infoseek", "--predictions", demo + "predictions.jsonl",
-        "--questions", demo + "questions.jsonl", "--qtypes", demo + "qtypes.jsonl",
-        "--output", str(out),
-    ])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "score",
+            "infoseek",
+            "--predictions",
+            demo + "predictions.jsonl",
+            "--questions",
+            demo + "questions.jsonl",
+            "--qtypes",
+            demo + "qtypes.jsonl",
+            "--output",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     m = json.loads(out.read_text())
     # unseen_question: Thames 1, "about 330 m" in [291.6, 356.4] 1, 1350 not in 1344-1346 0

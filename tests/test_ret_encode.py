@@ -20,10 +20,12 @@ from ragvqa.types import Passage, VQAQuery
 def saved(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ret_saved")
     torch.manual_seed(0)
-    head = HeadConfig((0, 1, 2), (1, 2, 3), hidden_size=64, num_queries=4, output_vectors=4,
-                      proj_size=16)  # fmt: skip
-    config = RetrieverConfig(dict(TEXT), dict(VISION), query=head, document=head,
-                             query_instruction="retrieve:")  # fmt: skip
+    head = HeadConfig(
+        (0, 1, 2), (1, 2, 3), hidden_size=64, num_queries=4, output_vectors=4, proj_size=16
+    )
+    config = RetrieverConfig(
+        dict(TEXT), dict(VISION), query=head, document=head, query_instruction="retrieve:"
+    )
     processor = RetProcessor(clip_tokenizer(folder / "tok"), image_processor())
     save_retriever(RetRetriever(config).eval(), folder / "model", processor)
     return folder / "model"
@@ -37,8 +39,12 @@ def images(tmp_path):
     Image.new("RGB", (20, 50), "blue").save(blue)
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    return {"red": str(red), "blue": str(blue), "corrupt": str(corrupt),
-            "missing": str(tmp_path / "missing.jpg")}  # fmt: skip
+    return {
+        "red": str(red),
+        "blue": str(blue),
+        "corrupt": str(corrupt),
+        "missing": str(tmp_path / "missing.jpg"),
+    }
 
 
 def _manual(encoder, side, text, image, image_present):
@@ -47,10 +53,13 @@ def _manual(encoder, side, text, image, image_present):
     pixels = encoder.processor.pixels([image])
     with torch.inference_mode():
         out = encoder.model.features(
-            side, input_ids=ids, attention_mask=mask, pixel_values=pixels,
+            side,
+            input_ids=ids,
+            attention_mask=mask,
+            pixel_values=pixels,
             text_mask=torch.tensor([1.0 if text else 0.0]),
             image_mask=torch.tensor([1.0 if image_present else 0.0]),
-        )  # fmt: skip
+        )
     return out[0].numpy()
 
 
@@ -91,8 +100,10 @@ def test_missing_and_corrupt_images_use_the_black_image_mask(saved, images):
 def test_batching_and_length_sorting_do_not_change_results(saved, images):
     texts = ["a", "the thin rain in the rain", "re", "", "the 12 rains, in?"]
     pics = [images["red"], None, images["blue"], images["red"], None]
-    passages = [Passage(f"p{i}", t, image_paths=(p,) if p else ()) for i, (t, p) in
-                enumerate(zip(texts, pics, strict=True))]  # fmt: skip
+    passages = [
+        Passage(f"p{i}", t, image_paths=(p,) if p else ())
+        for i, (t, p) in enumerate(zip(texts, pics, strict=True))
+    ]
     batched = RetEncoder.from_pretrained(saved, device="cpu", batch_size=2).encode_documents(
         passages
     )

@@ -32,8 +32,13 @@ def _inputs(seed=0, batch=3):
     pixel_values = torch.randn(batch, 3, 32, 32, generator=g)
     text_mask = torch.tensor([1.0, 1.0, 0.0])
     image_mask = torch.tensor([1.0, 0.0, 1.0])
-    return dict(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
-                text_mask=text_mask, image_mask=image_mask)  # fmt: skip
+    return dict(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        pixel_values=pixel_values,
+        text_mask=text_mask,
+        image_mask=image_mask,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -145,10 +150,15 @@ def test_pickle_only_checkpoint_is_refused(tmp_path):
 def _tiny_config(shared: bool) -> RetrieverConfig:
     from ret_fixtures import TEXT, VISION
 
-    head = HeadConfig((0, 1, 2), (1, 2, 3), hidden_size=64, num_queries=4,
-                      output_vectors=1 if shared else 4, proj_size=16)  # fmt: skip
-    return RetrieverConfig(dict(TEXT), dict(VISION), query=head,
-                           document=None if shared else head)  # fmt: skip
+    head = HeadConfig(
+        (0, 1, 2),
+        (1, 2, 3),
+        hidden_size=64,
+        num_queries=4,
+        output_vectors=1 if shared else 4,
+        proj_size=16,
+    )
+    return RetrieverConfig(dict(TEXT), dict(VISION), query=head, document=None if shared else head)
 
 
 @pytest.mark.parametrize("shared", [True, False])

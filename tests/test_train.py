@@ -61,10 +61,18 @@ def tiny_init(tmp_path_factory):
     """A tiny random retriever (one pooled vector, shared head) saved in ragvqa's format."""
     folder = tmp_path_factory.mktemp("tiny_init")
     torch.manual_seed(0)
-    head = HeadConfig((1, 2, 3), (1, 2, 3), hidden_size=64, num_queries=4, output_vectors=1,
-                      proj_size=32, dropout=0.05)  # fmt: skip
-    config = RetrieverConfig(dict(TEXT), dict(VISION), query=head, document=None,
-                             query_instruction="find:")  # fmt: skip
+    head = HeadConfig(
+        (1, 2, 3),
+        (1, 2, 3),
+        hidden_size=64,
+        num_queries=4,
+        output_vectors=1,
+        proj_size=32,
+        dropout=0.05,
+    )
+    config = RetrieverConfig(
+        dict(TEXT), dict(VISION), query=head, document=None, query_instruction="find:"
+    )
     tokenizer = clip_tokenizer(folder / "tok")
     tokenizer.add_tokens([*COLOURS, *SHAPES])  # whole-word tokens for the descriptions
     processor = RetProcessor(tokenizer, image_processor())
@@ -78,10 +86,23 @@ def task(tmp_path_factory):
 
 def _cfg(init, task, out, **kw):
     train, heldout = task
-    base = dict(train=str(train), eval=str(heldout), out=str(out), init=str(init),
-                batch_size=64, steps=450, warmup=20, lr=1.5e-3, tower_lr=1.5e-3,
-                train_text_tower=True, train_vision_tower=True, eval_every=100,
-                save_every=1000, progress=False, temperature=0.05)  # fmt: skip
+    base = dict(
+        train=str(train),
+        eval=str(heldout),
+        out=str(out),
+        init=str(init),
+        batch_size=64,
+        steps=450,
+        warmup=20,
+        lr=1.5e-3,
+        tower_lr=1.5e-3,
+        train_text_tower=True,
+        train_vision_tower=True,
+        eval_every=100,
+        save_every=1000,
+        progress=False,
+        temperature=0.05,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -128,11 +149,28 @@ def test_resume_with_other_settings_is_refused(tiny_init, task, tmp_path):
 
 def test_cli_train_retriever(tiny_init, task, tmp_path):
     train, heldout = task
-    result = CliRunner().invoke(app, [
-        "train", "retriever", "--train", str(train), "--eval", str(heldout), "--init",
-        str(tiny_init), "--out", str(tmp_path / "cli"), "--steps", "2", "--batch-size", "8",
-        "--eval-every", "2", "--no-progress",
-    ])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "retriever",
+            "--train",
+            str(train),
+            "--eval",
+            str(heldout),
+            "--init",
+            str(tiny_init),
+            "--out",
+            str(tmp_path / "cli"),
+            "--steps",
+            "2",
+            "--batch-size",
+            "8",
+            "--eval-every",
+            "2",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["step"] == 2 and "recall@1" in summary["eval"]
@@ -142,7 +180,100 @@ def test_cli_train_retriever(tiny_init, task, tmp_path):
 def test_cli_train_bad_pairs(tiny_init, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"query": "x", "document": "y"}\n{"query": "only a query"}\n')
-    result = CliRunner().invoke(app, ["train", "retriever", "--train", str(bad), "--init",
-                                      str(tiny_init), "--out", str(tmp_path / "o")])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "retriever",
+            "--train",
+            str(bad),
+            "--init",
+            str(tiny_init),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert result.exit_code == 2
     assert result.stderr.strip() == f"error: {bad}:2: each side needs a text or an image"
+
+
+def test_two_process_training_equals_one_process_with_the_global_batch(task, tmp_path):
+    """torchrun with 2 CPU ranks (gloo): each rank takes half of every global batch and the
+    negatives are gathered across ranks, so the weights match one process with the whole
+    batch (dropout off, since each rank draws its own masks)."""
+    import socket
+    import subprocess
+    import sys
+
+    torch.manual_seed(0)
+    head = HeadConfig(
+        (1, 2, 3),
+        (1, 2, 3),
+        hidden_size=64,
+        num_queries=4,
+        output_vectors=1,
+        proj_size=32,
+        dropout=0.0,
+        attention_dropout=0.0,
+    )
+    config = RetrieverConfig(dict(TEXT), dict(VISION), query=head, document=None)
+    init = save_retriever(
+        RetRetriever(config),
+        tmp_path / "init",
+        RetProcessor(clip_tokenizer(tmp_path / "tok"), image_processor()),
+    )
+    train, _ = task
+    args = [
+        "train",
+        "retriever",
+        "--train",
+        str(train),
+        "--init",
+        str(init),
+        "--steps",
+        "3",
+        "--warmup",
+        "1",
+        "--lr",
+        "1e-3",
+        "--train-vision-tower",
+        "--no-progress",
+    ]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+        "-m",
+        "ragvqa.cli",
+    ]
+    done = subprocess.run(
+        [*launch, *args, "--batch-size", "8", "--out", str(tmp_path / "ddp")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    single = CliRunner().invoke(app, [*args, "--batch-size", "16", "--out", str(tmp_path / "one")])
+    assert single.exit_code == 0, single.output
+    # same weights, same global batch: the first losses agree to float precision; later ones
+    # too, up to reduction-order noise that Adam's normalisation amplifies in near-zero grads
+    loss = [
+        [json.loads(x)["loss"] for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        for run in ("ddp", "one")
+    ]
+    assert loss[0] == pytest.approx(loss[1], abs=1e-4)
+    start = load_retriever(init, device="cpu").state_dict()
+    a = load_retriever(tmp_path / "ddp" / "final", device="cpu").state_dict()
+    b = load_retriever(tmp_path / "one" / "final", device="cpu").state_dict()
+    moved = sum((b[k] - start[k]).norm() ** 2 for k in b) ** 0.5
+    apart = sum((a[k] - b[k]).norm() ** 2 for k in a) ** 0.5
+    assert moved > 0.1 and apart / moved < 1e-2, (apart, moved)

@@ -111,6 +111,9 @@ class RetRetriever(nn.Module):
         self._frozen = {"text": text, "vision": vision}
         self.text_model.requires_grad_(not text)
         self.vision_model.requires_grad_(not vision)
+        # the towers' final norms only feed their pooled outputs, which ReT never reads
+        self.text_model.final_layer_norm.requires_grad_(False)
+        self.vision_model.post_layernorm.requires_grad_(False)
 
     def train(self, mode: bool = True) -> RetRetriever:
         super().train(mode)

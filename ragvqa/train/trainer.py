@@ -341,7 +341,12 @@ class Trainer:
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) a training run; returns the last log record."""
-    return Trainer(cfg).run()
+    trainer = Trainer(cfg)
+    try:
+        return trainer.run()
+    finally:
+        if trainer.dist.world > 1:
+            torch.distributed.destroy_process_group()
 
 
 def _resume(folder: Path, trainer: Trainer) -> int:
