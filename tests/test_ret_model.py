@@ -205,3 +205,34 @@ def test_presets_and_bad_configs():
                 query=HeadConfig((5,), (0,), hidden_size=64, num_queries=4, output_vectors=4),
             )
         )
+
+
+def test_bf16_scores_stay_within_1e_2_of_fp32():
+    """bf16 (ragvqa's GPU default) against fp32 on the same weights (default initialisation,
+    12 recurrent steps); scores are MaxSim sums over the query vectors, divided by their count."""
+    from ret_fixtures import TEXT, VISION
+
+    from ragvqa.models.loss import late_interaction
+
+    head = HeadConfig(
+        tuple(range(12)),
+        tuple(range(12)),
+        hidden_size=128,
+        num_queries=8,
+        output_vectors=8,
+        proj_size=32,
+    )
+    towers = dict(TEXT, num_hidden_layers=12), dict(VISION, num_hidden_layers=12)
+    torch.manual_seed(0)
+    model = RetRetriever(RetrieverConfig(*towers, query=head, document=head)).eval()
+    inputs = _inputs()
+    scores = []
+    for dtype in (torch.float32, torch.bfloat16):
+        model.to(dtype)
+        x = {**inputs, "pixel_values": inputs["pixel_values"].to(dtype)}
+        with torch.inference_mode():
+            q = model.features("query", **x).float()
+            d = model.features("document", **x).float()
+        scores.append(late_interaction(q, d) / q.shape[1])  # in [-1, 1]
+    assert model.dtype == torch.bfloat16
+    assert 0 < (scores[0] - scores[1]).abs().max() <= 1e-2

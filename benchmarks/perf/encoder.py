@@ -86,6 +86,7 @@ def bench_preset(name: str, device: str, dtype: torch.dtype, batch: int, repeats
         )
     t_towers, t_query, t_doc = t["towers"], t["query"], t["document"]
     head = config.head("document")
+    drift = _score_drift(config, model, inputs) if dtype != torch.float32 else None
     peak = (
         torch.cuda.max_memory_allocated() / 2**20
         if device == "cuda"
@@ -104,7 +105,36 @@ def bench_preset(name: str, device: str, dtype: torch.dtype, batch: int, repeats
         "peak_memory_kind": "cuda max allocated" if device == "cuda" else "process max RSS",
         "index_bytes_per_document_fp16": head.output_vectors * head.output_dim * 2,
         "vectors_per_document": head.output_vectors,
+        "max_score_diff_vs_fp32": drift,
     }
+
+
+def _score_drift(config, model, inputs, n: int = 32) -> float:
+    """Largest |score(dtype) - score(fp32)| over n x n query-document pairs, where a score is
+    the late-interaction sum divided by the number of query vectors (so it lies in [-1, 1])."""
+    from ragvqa.models.loss import late_interaction
+
+    torch.manual_seed(0)  # the same random weights as `model`
+    reference = RetRetriever(config).to(device=model.device, dtype=torch.float32).eval()
+    sub = {k: v[:n] for k, v in inputs.items()}
+    with torch.inference_mode():
+        scores = []
+        for m, dtype in ((model, model.dtype), (reference, torch.float32)):
+            x = {**sub, "pixel_values": sub["pixel_values"].to(dtype)}
+            q, d = m.features("query", **x).float(), m.features("document", **x).float()
+            scores.append(late_interaction(q, d) / q.shape[1])
+    del reference
+    return round((scores[0] - scores[1]).abs().max().item(), 5)
+
+
+def _child(name: str, dtype: str, batch: int, repeats: int) -> dict:
+    import subprocess
+    import sys
+
+    command = [sys.executable, __file__, "--presets", name, "--dtypes", dtype,
+               "--batch", str(batch), "--repeats", str(repeats)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)["results"][0]
 
 
 def main() -> None:
@@ -118,11 +148,11 @@ def main() -> None:
     dtypes = args.dtypes or (["float32", "bfloat16"] if device == "cuda" else ["float32"])
     batch = args.batch or (256 if device == "cuda" else 4)
     repeats = args.repeats or (5 if device == "cuda" else 2)
-    results = [
-        bench_preset(name, device, getattr(torch, dt), batch, repeats)
-        for name in args.presets
-        for dt in dtypes
-    ]
+    if len(args.presets) * len(dtypes) > 1:
+        # one process per measurement, so each peak memory figure is its own
+        results = [_child(name, dt, batch, repeats) for name in args.presets for dt in dtypes]
+    else:
+        results = [bench_preset(args.presets[0], device, getattr(torch, dtypes[0]), batch, repeats)]
     hardware = torch.cuda.get_device_name() if device == "cuda" else platform.processor()
     print(json.dumps({
         "device": device, "hardware": hardware or platform.machine(),

@@ -65,6 +65,11 @@ class TrainConfig:
     progress: bool = True
 
 
+# settings that may differ when a run is resumed: they do not change what is learned
+RESUMABLE_CHANGES = ("stop_after", "progress", "device", "eval_every", "save_every",
+                     "keep_checkpoints")  # fmt: skip
+
+
 # -- data order -------------------------------------------------------------------------------
 
 
@@ -359,8 +364,8 @@ def _resume(folder: Path, trainer: Trainer) -> int:
 
     latest = checkpoints[-1]
     state, tensors = load_checkpoint(latest)
-    saved = {k: v for k, v in state["config"].items() if k not in ("stop_after", "progress")}
-    now = {k: v for k, v in asdict(cfg).items() if k not in ("stop_after", "progress")}
+    saved = {k: v for k, v in state["config"].items() if k not in RESUMABLE_CHANGES}
+    now = {k: v for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES}
     saved["eval_ks"] = tuple(saved["eval_ks"])
     changed = sorted(k for k in now if now[k] != saved.get(k))
     if changed:
