@@ -131,8 +131,18 @@ def _child(name: str, dtype: str, batch: int, repeats: int) -> dict:
     import subprocess
     import sys
 
-    command = [sys.executable, __file__, "--presets", name, "--dtypes", dtype,
-               "--batch", str(batch), "--repeats", str(repeats)]  # fmt: skip
+    command = [
+        sys.executable,
+        __file__,
+        "--presets",
+        name,
+        "--dtypes",
+        dtype,
+        "--batch",
+        str(batch),
+        "--repeats",
+        str(repeats),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(done.stdout)["results"][0]
 
@@ -154,11 +164,19 @@ def main() -> None:
     else:
         results = [bench_preset(args.presets[0], device, getattr(torch, dtypes[0]), batch, repeats)]
     hardware = torch.cuda.get_device_name() if device == "cuda" else platform.processor()
-    print(json.dumps({
-        "device": device, "hardware": hardware or platform.machine(),
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "text_tokens": TEXT_TOKENS, "results": results,
-    }, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "device": device,
+                "hardware": hardware or platform.machine(),
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+                "text_tokens": TEXT_TOKENS,
+                "results": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

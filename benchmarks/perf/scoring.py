@@ -132,16 +132,35 @@ def main() -> None:
             lambda: (load_evqa(c), load_predictions(ep, int_ids_as_str=True))
         )
         eresult, escore_s = _timed(lambda: score_evqa(epreds, eexamples))
-    print(json.dumps({
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores_used": 1,
-                    "python": platform.python_version()},
-        "infoseek": {"questions": len(examples), "load_s": round(load_s, 3),
-                     "score_s": round(score_s, 3), "total_s": round(load_s + score_s, 3),
-                     "target_s": 3.0, "final_score": result.metrics["final_score"]},
-        "evqa": {"rows": len(eexamples), "load_s": round(eload_s, 3),
-                 "score_s": round(escore_s, 3), "total_s": round(eload_s + escore_s, 3),
-                 "target_s": 1.0, "all": eresult.metrics["all"], "scoring": "exact match only"},
-    }, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "machine": {
+                    "cpu": platform.processor() or platform.machine(),
+                    "cores_used": 1,
+                    "python": platform.python_version(),
+                },
+                "infoseek": {
+                    "questions": len(examples),
+                    "load_s": round(load_s, 3),
+                    "score_s": round(score_s, 3),
+                    "total_s": round(load_s + score_s, 3),
+                    "target_s": 3.0,
+                    "final_score": result.metrics["final_score"],
+                },
+                "evqa": {
+                    "rows": len(eexamples),
+                    "load_s": round(eload_s, 3),
+                    "score_s": round(escore_s, 3),
+                    "total_s": round(eload_s + escore_s, 3),
+                    "target_s": 1.0,
+                    "all": eresult.metrics["all"],
+                    "scoring": "exact match only",
+                },
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

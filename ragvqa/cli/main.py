@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from ragvqa import __version__
+from ragvqa.cli.kb import app as kb_app
 from ragvqa.cli.score import app as score_app
 from ragvqa.cli.train import app as train_app
 
@@ -17,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(score_app, name="score")
+app.add_typer(kb_app, name="kb")
 app.add_typer(train_app, name="train")
 
 

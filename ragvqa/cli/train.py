@@ -60,12 +60,28 @@ def retriever(
         from ragvqa.train.trainer import train as run
 
         config = TrainConfig(
-            train=str(train), out=str(out), eval=str(eval) if eval else None, preset=preset,
-            init=init, towers=towers, image_root=str(image_root) if image_root else None,
-            batch_size=batch_size, grad_accum=grad_accum, steps=steps, warmup=warmup, lr=lr,
-            tower_lr=tower_lr, temperature=temperature, learn_temperature=learn_temperature,
-            train_text_tower=train_text_tower, train_vision_tower=train_vision_tower,
-            eval_every=eval_every, save_every=save_every, seed=seed, device=device,
-            precision=precision, progress=progress,
-        )  # fmt: skip
+            train=str(train),
+            out=str(out),
+            eval=str(eval) if eval else None,
+            preset=preset,
+            init=init,
+            towers=towers,
+            image_root=str(image_root) if image_root else None,
+            batch_size=batch_size,
+            grad_accum=grad_accum,
+            steps=steps,
+            warmup=warmup,
+            lr=lr,
+            tower_lr=tower_lr,
+            temperature=temperature,
+            learn_temperature=learn_temperature,
+            train_text_tower=train_text_tower,
+            train_vision_tower=train_vision_tower,
+            eval_every=eval_every,
+            save_every=save_every,
+            seed=seed,
+            device=device,
+            precision=precision,
+            progress=progress,
+        )
         print_json(run(config))

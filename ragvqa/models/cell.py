@@ -75,9 +75,12 @@ class RetCell(nn.Module):
         self.vision_xa = Attention(dim, heads, drop, bias=False)
         act = nn.GELU if config.activation == "gelu" else nn.ReLU
         self.mlp = nn.Sequential(
-            nn.Linear(dim, 4 * dim), nn.Dropout(config.dropout), act(),
-            nn.Linear(4 * dim, dim), nn.Dropout(config.dropout),
-        )  # fmt: skip
+            nn.Linear(dim, 4 * dim),
+            nn.Dropout(config.dropout),
+            act(),
+            nn.Linear(4 * dim, dim),
+            nn.Dropout(config.dropout),
+        )
         self.text_input_gate_w = nn.Linear(dim, dim)
         self.vision_input_gate_w = nn.Linear(dim, dim)
         self.text_forget_gate_w = nn.Linear(dim, dim)

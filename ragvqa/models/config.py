@@ -168,7 +168,7 @@ def _clip_configs(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
         "projection_dim": 768 if v_h == 1024 else 512,
         "hidden_act": "quick_gelu",
     }
-    return text, vision  # fmt: skip
+    return text, vision
 
 
 def _ret_v1(backbone: str, strategy: str) -> RetrieverConfig:
@@ -180,9 +180,13 @@ def _ret_v1(backbone: str, strategy: str) -> RetrieverConfig:
 def _ret2(backbone: str, text_layers, vision_layers, hidden: int, queries: int) -> RetrieverConfig:
     text, vision = _clip_configs(backbone)
     head = HeadConfig(
-        tuple(text_layers), tuple(vision_layers), hidden_size=hidden, num_queries=queries,
-        output_vectors=1, proj_size=256,
-    )  # fmt: skip
+        tuple(text_layers),
+        tuple(vision_layers),
+        hidden_size=hidden,
+        num_queries=queries,
+        output_vectors=1,
+        proj_size=256,
+    )
     return RetrieverConfig(text, vision, query=head, document=None, processor_source=backbone)
 
 

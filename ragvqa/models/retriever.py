@@ -57,9 +57,12 @@ class RetHead(nn.Module):
         """Unnormalised output vectors [B, n_vectors, dim] from the towers' hidden states."""
         state = None
         steps = zip(
-            self.config.text_layers, self.config.vision_layers,
-            self.text_adapter, self.vision_adapter, strict=True,
-        )  # fmt: skip
+            self.config.text_layers,
+            self.config.vision_layers,
+            self.text_adapter,
+            self.vision_adapter,
+            strict=True,
+        )
         for t_layer, v_layer, t_adapt, v_adapt in steps:
             state = self.ret_cell(
                 state,

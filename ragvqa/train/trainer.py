@@ -66,8 +66,14 @@ class TrainConfig:
 
 
 # settings that may differ when a run is resumed: they do not change what is learned
-RESUMABLE_CHANGES = ("stop_after", "progress", "device", "eval_every", "save_every",
-                     "keep_checkpoints")  # fmt: skip
+RESUMABLE_CHANGES = (
+    "stop_after",
+    "progress",
+    "device",
+    "eval_every",
+    "save_every",
+    "keep_checkpoints",
+)
 
 
 # -- data order -------------------------------------------------------------------------------
@@ -158,10 +164,13 @@ def _param_groups(model: Any, cfg: TrainConfig, extra: list) -> list[dict]:
         decay = param.ndim >= 2 and "query_hidden_states" not in name
         groups.setdefault((tower, decay), []).append(param)
     out = [
-        {"params": params, "lr": cfg.tower_lr if tower else cfg.lr,
-         "weight_decay": cfg.weight_decay if decay else 0.0}
+        {
+            "params": params,
+            "lr": cfg.tower_lr if tower else cfg.lr,
+            "weight_decay": cfg.weight_decay if decay else 0.0,
+        }
         for (tower, decay), params in sorted(groups.items())
-    ]  # fmt: skip
+    ]
     if extra:
         out.append({"params": extra, "lr": cfg.lr, "weight_decay": 0.0})
     return out
@@ -184,9 +193,11 @@ def evaluate(model: Any, processor: Any, pairs: list[Pair], ks: tuple[int, ...])
         [VQAQuery(str(i), p.query, p.query_image) for i, p in enumerate(pairs)]
     )
     documents = encoder.encode_documents(
-        [Passage(str(j), text, image_paths=(img,) if img else ()) for j, (text, img, _) in
-         enumerate(docs)]
-    )  # fmt: skip
+        [
+            Passage(str(j), text, image_paths=(img,) if img else ())
+            for j, (text, img, _) in enumerate(docs)
+        ]
+    )
     model.train(was_training)
     scores = late_interaction(torch.from_numpy(queries), torch.from_numpy(documents))
     ranking = scores.topk(min(max(ks), len(docs)), dim=1).indices.tolist()
@@ -245,8 +256,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model, self.processor = build_model(cfg)
         cuda = torch.cuda.is_available()
-        self.device = cfg.device or (f"cuda:{self.dist.rank % torch.cuda.device_count()}"
-                                     if cuda else "cpu")  # fmt: skip
+        self.device = cfg.device or (
+            f"cuda:{self.dist.rank % torch.cuda.device_count()}" if cuda else "cpu"
+        )
         self.model.to(self.device).train()
         self.log_temp = torch.nn.Parameter(
             torch.tensor(math.log(cfg.temperature), device=self.device)
@@ -308,10 +320,16 @@ class Trainer:
 
     def save(self, record: dict[str, Any]) -> None:
         save_checkpoint(
-            self.out / "checkpoints", self.step, self.model, self.processor, self.optimizer,
-            self.scheduler, {"config": asdict(self.cfg), "metrics": record},
-            {"log_temperature": self.log_temp.detach()}, self.cfg.keep_checkpoints,
-        )  # fmt: skip
+            self.out / "checkpoints",
+            self.step,
+            self.model,
+            self.processor,
+            self.optimizer,
+            self.scheduler,
+            {"config": asdict(self.cfg), "metrics": record},
+            {"log_temperature": self.log_temp.detach()},
+            self.cfg.keep_checkpoints,
+        )
 
     def run(self) -> dict[str, Any]:
         """Train to `steps` (or `stop_after`); returns the last log record."""
@@ -399,10 +417,13 @@ class _Bar:
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.progress = Progress(
-                TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                TextColumn("training"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
                 console=Console(stderr=True),
-            )  # fmt: skip
+            )
             self.progress.start()
             self.task = self.progress.add_task("train", total=total, completed=start, info="")
 

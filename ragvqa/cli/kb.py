@@ -1,0 +1,73 @@
+"""`ragvqa kb build | info`: knowledge bases as passage stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ragvqa.cli.common import print_json, stderr, user_errors
+
+app = typer.Typer(help="Build and inspect knowledge bases.", no_args_is_help=True)
+
+
+@app.command("build")
+def build(
+    fmt: str = typer.Option(..., "--format", help="evqa | wiki6m | ret-m2kr | m2kr"),
+    input: str = typer.Option(
+        ..., "--input", help="KB file (.json, .zip, .jsonl[.gz]); m2kr: hub id or folder."
+    ),
+    out: Path = typer.Option(..., "--out", help="KB folder to create (or resume)."),
+    chunking: str = typer.Option("section", "--chunking", help="section | tokens"),
+    max_tokens: int = typer.Option(
+        128, "--max-tokens", help="Words per window (--chunking tokens)."
+    ),
+    subset: str = typer.Option("", "--subset", help="m2kr: Infoseek_passages or EVQA_passages."),
+    split: str = typer.Option("", "--split", help="m2kr: e.g. test_passages."),
+    images_dir: str = typer.Option(
+        "", "--images-dir", help="Folder of KB images (named after the URL)."
+    ),
+    images_map: str = typer.Option("", "--images-map", help="JSON {image url: local path}."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Stream a KB into passages (Arrow on disk); run again to resume after a kill."""
+    with user_errors():
+        from ragvqa.kb.build import BuildParams, build_kb
+
+        params = BuildParams(
+            format=fmt,
+            input=input,
+            chunking=chunking,
+            max_tokens=max_tokens,
+            subset=subset,
+            split=split,
+            images_dir=images_dir,
+            images_map=images_map,
+        )
+        manifest = build_kb(params, out, progress=progress)
+        stderr.print(
+            f"{manifest['pages']} pages -> {manifest['passages']} passages, "
+            f"{manifest['skipped_entries']} entries skipped, {manifest['images']} images "
+            f"({manifest['missing_images']} missing) in {out}",
+            highlight=False,
+        )
+
+
+@app.command("info")
+def info(
+    folder: Path = typer.Argument(..., help="A KB folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+) -> None:
+    """Counts and provenance of a built KB."""
+    with user_errors():
+        from ragvqa.kb.store import KBStore
+
+        data = KBStore(folder).info()
+        if as_json:
+            print_json(data)
+            return
+        table = Table(title=str(folder), show_header=False)
+        for key, value in data.items():
+            table.add_row(key, str(value))
+        stderr.print(table)

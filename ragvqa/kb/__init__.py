@@ -1,0 +1,1 @@
+"""Knowledge bases: streaming readers, passage chunking, and the Arrow passage store."""
