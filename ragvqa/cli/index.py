@@ -1,0 +1,131 @@
+"""`ragvqa index build | info | verify`: vector indexes over a KB's passages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ragvqa.cli.common import print_json, stderr, user_errors
+
+app = typer.Typer(help="Build, inspect and verify passage indexes.", no_args_is_help=True)
+
+
+@app.command("build")
+def build(
+    kb: Path = typer.Option(..., "--kb", help="A KB folder (ragvqa kb build)."),
+    encoder: str = typer.Option(..., "--encoder", help="Retriever checkpoint: folder or hub id."),
+    out: Path = typer.Option(..., "--out", help="Index folder to create (or resume)."),
+    kind: str = typer.Option("flat", "--type", help="flat | ivfpq | hnsw"),
+    nlist: int = typer.Option(0, "--nlist", help="ivfpq inverted lists (0: 4 sqrt(N))."),
+    pq_m: int = typer.Option(
+        0, "--pq-m", help="ivfpq bytes per vector (0: largest divisor <= 64)."
+    ),
+    nprobe: int = typer.Option(32, "--nprobe", help="ivfpq lists visited per query."),
+    refine: int = typer.Option(0, "--refine", help="ivfpq: rescore refine x k candidates exactly."),
+    hnsw_m: int = typer.Option(32, "--hnsw-m", help="hnsw neighbours per node."),
+    ef_search: int = typer.Option(128, "--ef-search", help="hnsw search breadth."),
+    doc_template: str = typer.Option(
+        "{display_title}\n{text}",
+        "--doc-template",
+        help="Document text: display_title, title, section, text.",
+    ),
+    batch_size: int = typer.Option(64, "--batch-size", help="Documents per encoder batch."),
+    rows_per_shard: int = typer.Option(8192, "--rows-per-shard", help="Rows per embedding shard."),
+    device: str | None = typer.Option(None, "--device", help="Default: CUDA when available."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Encode the KB's passages (resumable shards) and build the faiss index."""
+    with user_errors():
+        from ragvqa.index.build import IndexParams, build_index
+        from ragvqa.index.faiss_index import FaissParams
+
+        params = IndexParams(
+            kb=str(kb),
+            encoder=encoder,
+            doc_template=doc_template,
+            batch_size=batch_size,
+            rows_per_shard=rows_per_shard,
+            faiss=FaissParams(
+                kind=kind,
+                nlist=nlist,
+                m=pq_m,
+                nprobe=nprobe,
+                refine=refine,
+                hnsw_m=hnsw_m,
+                ef_search=ef_search,
+            ),
+        )
+        manifest = build_index(params, out, device=device, progress=progress)
+        stderr.print(
+            f"{manifest['documents']} passages, {manifest['index_vectors']} vectors "
+            f"({manifest['vectors_per_document']} x {manifest['dim']} per passage), "
+            f"{manifest['faiss']['kind']} index in {out}",
+            highlight=False,
+        )
+
+
+def _open(folder: Path, kb: Path | None):
+    from ragvqa.index.manifest import read_manifest
+    from ragvqa.kb.store import KBStore
+
+    manifest = read_manifest(folder)
+    return manifest, KBStore(kb or manifest["kb"]["path"])
+
+
+@app.command("info")
+def info(
+    folder: Path = typer.Argument(..., help="An index folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+) -> None:
+    """What an index was built from, and its size."""
+    with user_errors():
+        from ragvqa.index.manifest import read_manifest
+
+        manifest = read_manifest(folder)
+        keys = (
+            "encoder",
+            "vectors_per_document",
+            "dim",
+            "documents",
+            "index_vectors",
+            "kb",
+            "faiss",
+            "doc_template",
+            "created",
+            "build_seconds",
+            "images",
+        )
+        data = {k: manifest.get(k) for k in keys}
+        data["bytes"] = sum(f["bytes"] for f in manifest["files"].values())
+        if as_json:
+            print_json(data)
+            return
+        table = Table(title=str(folder), show_header=False)
+        for key, value in data.items():
+            table.add_row(key, str(value))
+        stderr.print(table)
+
+
+@app.command("verify")
+def verify(
+    folder: Path = typer.Argument(..., help="An index folder."),
+    kb: Path | None = typer.Option(
+        None, "--kb", help="KB to check against (default: the one recorded in the manifest)."
+    ),
+) -> None:
+    """Re-hash every file, check counts, and check the KB fingerprint; exit 2 on a mismatch."""
+    with user_errors():
+        from ragvqa.index.manifest import check_files, check_kb
+        from ragvqa.index.search import PassageIndex
+
+        manifest, store = _open(folder, kb)
+        check_files(folder, manifest, hashes=True)
+        check_kb(manifest, store)
+        PassageIndex(folder, store)  # loads the faiss index and checks its vector count
+        stderr.print(
+            f"OK: {len(manifest['files'])} files, {manifest['index_vectors']} vectors, "
+            f"KB {manifest['kb']['fingerprint']}",
+            highlight=False,
+        )

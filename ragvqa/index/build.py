@@ -1,0 +1,187 @@
+"""`ragvqa index build`: encode a KB's passages into shards, then build the faiss index.
+
+Step 1 encodes rows shard by shard (progress with ETA); finished shards survive a kill and are
+not recomputed. Step 2 builds the index from the shards: one vector per document for
+single-vector encoders (ReT-2), every token vector for multi-vector ones (ReT v1), whose
+documents' vectors are also kept in one memory-mapped fp16 array for exact MaxSim at search.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragvqa import __version__
+from ragvqa.errors import UserError
+from ragvqa.index import faiss_index as fx
+from ragvqa.index.manifest import BUILD, FORMAT, MANIFEST, encoder_identity, file_digest
+from ragvqa.index.shards import iter_shards, missing_shards, shard_ranges, write_shard
+from ragvqa.kb.chunking import display_title
+from ragvqa.kb.store import KBStore, write_json_atomic
+from ragvqa.types import Passage
+
+DEFAULT_TEMPLATE = "{display_title}\n{text}"
+FAISS_FILE = "faiss.index"
+VECTORS_FILE = "vectors.f16.npy"
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """What an index is built from and how; a folder holds one build."""
+
+    kb: str
+    encoder: str
+    faiss: fx.FaissParams = fx.FaissParams()
+    doc_template: str = DEFAULT_TEMPLATE
+    rows_per_shard: int = 8192
+    batch_size: int = 64
+
+
+def document_text(passage: Passage, template: str) -> str:
+    """The text the document encoder reads for a passage."""
+    try:
+        return template.format(
+            display_title=display_title(passage),
+            title=passage.title,
+            section=passage.section_title,
+            text=passage.text,
+        )
+    except (KeyError, IndexError) as exc:
+        raise UserError(
+            f"unknown field {exc} in --doc-template (use display_title, title, section, text)"
+        ) from None
+
+
+def _check_build_state(out: Path, state: dict[str, Any]) -> None:
+    path = out / BUILD
+    if path.is_file():
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        if previous != state:
+            raise UserError(
+                "this folder holds an index build of another KB, encoder or settings; "
+                "use a new --out folder",
+                path=str(out),
+            )
+    write_json_atomic(path, state)
+
+
+def encode_shards(
+    kb: KBStore, encoder: Any, out: Path, params: IndexParams, progress: bool
+) -> list:
+    """Encode every missing shard; returns the shard row ranges."""
+    ranges = shard_ranges(len(kb), params.rows_per_shard)
+    todo = missing_shards(out / "emb", ranges)
+    from ragvqa.models.encode import _progress
+
+    rows = sum(ranges[i][1] - ranges[i][0] for i in todo)
+    with _progress(progress and rows > 0, rows, "encoding passages") as advance:
+        for i in todo:
+            start, end = ranges[i]
+            docs = [
+                replace(p, text=document_text(p, params.doc_template))
+                for p in kb.passages(range(start, end))
+            ]
+            write_shard(out / "emb", i, encoder.encode_documents(docs))
+            advance(end - start)
+    return ranges
+
+
+def _token_matrix(vectors: np.ndarray) -> np.ndarray:
+    return vectors.reshape(-1, vectors.shape[-1]).astype(np.float32)
+
+
+def build_faiss(out: Path, ranges: list, n_vec: int, dim: int, params: fx.FaissParams) -> tuple:
+    """Build and save the faiss index from the shards; keep multi-vector documents mmapped."""
+    rows = ranges[-1][1] if ranges else 0
+    p = params.resolved(rows * n_vec, dim)
+    index = fx.new_index(p, dim)
+    if fx.train_sample_size(p):
+        sample = _training_sample(out, ranges, fx.train_sample_size(p))
+        fx.train(index, sample, p)
+    keep = None
+    if n_vec > 1:
+        keep = np.lib.format.open_memmap(
+            out / f".{VECTORS_FILE}.tmp", mode="w+", dtype=np.float16, shape=(rows, n_vec, dim)
+        )
+    for start, vectors in iter_shards(out / "emb", ranges):
+        fx.add(index, _token_matrix(vectors))
+        if keep is not None:
+            keep[start : start + len(vectors)] = vectors
+    if keep is not None:
+        keep.flush()
+        del keep
+        (out / f".{VECTORS_FILE}.tmp").replace(out / VECTORS_FILE)
+    fx.save_index(index, out / FAISS_FILE)
+    return index.ntotal, p
+
+
+def _training_sample(out: Path, ranges: list, size: int) -> np.ndarray:
+    """Up to `size` vectors spread over all shards (a fixed share of each)."""
+    total = sum(e - s for s, e in ranges)
+    rng = np.random.default_rng(0)
+    parts = []
+    for _, vectors in iter_shards(out / "emb", ranges):
+        flat = _token_matrix(vectors)
+        take = min(len(flat), max(1, int(round(size * len(vectors) / max(total, 1)))))
+        parts.append(flat[np.sort(rng.choice(len(flat), take, replace=False))])
+    return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+
+
+def build_index(
+    params: IndexParams, out: str | Path, *, device: str | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """Build (or resume building) an index folder; returns its manifest."""
+    from ragvqa.models.encode import RetEncoder
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    kb = KBStore(params.kb)
+    if len(kb) == 0:
+        raise UserError("the KB has no passages", path=params.kb)
+    encoder = RetEncoder.from_pretrained(
+        params.encoder, device=device, batch_size=params.batch_size, progress=False
+    )
+    identity = encoder_identity(encoder.model)
+    head = encoder.model.config.head("document")
+    state = {
+        "kb_fingerprint": kb.fingerprint,
+        "encoder": identity,
+        "doc_template": params.doc_template,
+        "rows_per_shard": params.rows_per_shard,
+    }
+    _check_build_state(out, state)
+    started = time.time()
+    ranges = encode_shards(kb, encoder, out, params, progress)
+    count, resolved = build_faiss(out, ranges, head.output_vectors, head.output_dim, params.faiss)
+    files = [FAISS_FILE] + ([VECTORS_FILE] if head.output_vectors > 1 else [])
+    files += [f"emb/{p.name}" for p in sorted((out / "emb").glob("shard-*.safetensors"))]
+    manifest = {
+        "format": FORMAT,
+        "ragvqa_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "build_seconds": round(time.time() - started, 1),
+        "encoder": identity,
+        "doc_template": params.doc_template,
+        "vectors_per_document": head.output_vectors,
+        "dim": head.output_dim,
+        "documents": len(kb),
+        "index_vectors": count,
+        "kb": {"path": str(params.kb), "fingerprint": kb.fingerprint, "passages": len(kb)},
+        "faiss": asdict(resolved),
+        "rows_per_shard": params.rows_per_shard,
+        "images": {
+            "missing": encoder.stats.missing_images,
+            "unreadable": encoder.stats.unreadable_images,
+        },
+        "files": {
+            name: {"bytes": (out / name).stat().st_size, "sha256": file_digest(out / name)}
+            for name in files
+        },
+    }
+    write_json_atomic(out / MANIFEST, manifest)
+    return manifest

@@ -1,0 +1,150 @@
+"""The faiss adapter: building, saving, loading and searching inner-product indexes.
+
+Kinds:
+- `flat`: exact inner product (IndexFlatIP): the reference, and right up to a few million
+  vectors of dim 128.
+- `ivfpq`: inverted lists + product quantisation (`m` bytes per vector), optionally refined by
+  exact scores of the best `refine` x k candidates (keeps the full vectors too).
+- `hnsw`: a graph over full vectors (fast, accurate, 4 x dim + graph bytes per vector).
+On a machine with faiss-gpu and a GPU, flat and IVF indexes are built and searched on the GPU.
+faiss is imported here only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragvqa.errors import UserError
+
+KINDS = ("flat", "ivfpq", "hnsw")
+
+
+@dataclass(frozen=True)
+class FaissParams:
+    """Index settings; zeros mean "choose from the vector count"."""
+
+    kind: str = "flat"
+    nlist: int = 0
+    m: int = 0
+    nbits: int = 8
+    nprobe: int = 32
+    refine: int = 0
+    hnsw_m: int = 32
+    ef_construction: int = 200
+    ef_search: int = 128
+
+    def resolved(self, count: int, dim: int) -> FaissParams:
+        if self.kind not in KINDS:
+            raise UserError(f"unknown index kind {self.kind!r} (flat, ivfpq or hnsw)")
+        nlist = self.nlist or max(1, min(65536, int(4 * math.sqrt(max(count, 1)))))
+        m = self.m or max(d for d in range(1, min(64, dim) + 1) if dim % d == 0)
+        if dim % m:
+            raise UserError(f"PQ m={m} must divide the dimension {dim}")
+        return FaissParams(**{**asdict(self), "nlist": nlist, "m": m})
+
+
+def _faiss() -> Any:
+    try:
+        import faiss
+    except ImportError:
+        raise UserError("faiss is not installed: pip install 'ragvqa[cpu]' (or [gpu])") from None
+    return faiss
+
+
+def _gpu(faiss: Any) -> Any:
+    """GPU resources when faiss-gpu sees a GPU, else None."""
+    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        return faiss.StandardGpuResources()
+    return None
+
+
+def new_index(params: FaissParams, dim: int) -> Any:
+    """An empty index of the resolved kind (IVF kinds still need `train`)."""
+    faiss = _faiss()
+    metric = faiss.METRIC_INNER_PRODUCT
+    if params.kind == "flat":
+        return faiss.IndexFlatIP(dim)
+    if params.kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, params.hnsw_m, metric)
+        index.hnsw.efConstruction = params.ef_construction
+        return index
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFPQ(quantizer, dim, params.nlist, params.m, params.nbits, metric)
+    return faiss.IndexRefineFlat(index) if params.refine else index
+
+
+def train_sample_size(params: FaissParams) -> int:
+    """How many vectors IVF training wants (0 for kinds without training)."""
+    return 256 * params.nlist if params.kind == "ivfpq" else 0
+
+
+def train(index: Any, sample: np.ndarray, params: FaissParams) -> None:
+    if params.kind != "ivfpq":
+        return
+    if len(sample) < params.nlist:
+        raise UserError(f"ivfpq needs at least nlist={params.nlist} vectors, got {len(sample)}")
+    index.train(np.ascontiguousarray(sample, dtype=np.float32))
+
+
+def add(index: Any, vectors: np.ndarray) -> None:
+    """Append vectors (their ids continue from the index's current size)."""
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+
+
+def build_index(vectors: np.ndarray, params: FaissParams) -> tuple[Any, FaissParams]:
+    """An index over float32 `vectors` [N, dim] in one go (ids = row positions)."""
+    count, dim = vectors.shape
+    p = params.resolved(count, dim)
+    index = new_index(p, dim)
+    sample = vectors
+    if count > train_sample_size(p) > 0:
+        rng = np.random.default_rng(0)
+        sample = vectors[np.sort(rng.choice(count, train_sample_size(p), replace=False))]
+    train(index, sample, p)
+    add(index, vectors)
+    return index, p
+
+
+def configure(index: Any, params: FaissParams) -> Any:
+    """Apply search-time settings (nprobe, efSearch, refine factor); GPU when available."""
+    faiss = _faiss()
+    base = faiss.downcast_index(index.base_index) if hasattr(index, "base_index") else index
+    if isinstance(index, faiss.IndexRefine) or hasattr(index, "k_factor"):
+        index.k_factor = float(max(params.refine, 1))
+    if hasattr(base, "nprobe"):
+        base.nprobe = params.nprobe
+    if hasattr(base, "hnsw"):
+        base.hnsw.efSearch = params.ef_search
+    resources = _gpu(faiss)
+    if resources is not None and params.kind != "hnsw":
+        index = faiss.index_cpu_to_gpu(resources, 0, index)
+    return index
+
+
+def save_index(index: Any, path: Path) -> None:
+    faiss = _faiss()
+    tmp = path.with_name(f".{path.name}.tmp")
+    faiss.write_index(index, str(tmp))
+    tmp.replace(path)
+
+
+def load_index(path: Path) -> Any:
+    faiss = _faiss()
+    if not path.is_file():
+        raise UserError("faiss index file is missing", path=str(path))
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError as exc:
+        first = (str(exc).strip().splitlines() or ["unreadable"])[0]
+        raise UserError(f"cannot read the faiss index ({first})", path=str(path)) from None
+
+
+def search(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores [B, k], ids [B, k]); ids are -1 where fewer than k vectors exist."""
+    scores, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    return scores, ids

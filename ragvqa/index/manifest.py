@@ -1,0 +1,109 @@
+"""The index manifest: what an index was built from, so a mismatch is refused, not searched.
+
+`index.json` records the encoder (source, config hash, weights fingerprint), the document text
+template, vector shape and count, the KB (path, fingerprint, passages), the faiss parameters,
+and the size and sha256 of every file. Loading checks the cheap things (sizes, counts, KB
+fingerprint, encoder identity); `ragvqa index verify` also re-hashes every file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from ragvqa.errors import UserError
+
+MANIFEST = "index.json"
+BUILD = "build.json"
+FORMAT = 1
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def encoder_identity(model: Any) -> dict[str, str]:
+    """Who encoded the documents: config hash plus a cheap fingerprint of the weights files."""
+    config = json.dumps(model.config.to_dict(), sort_keys=True, default=str)
+    weights = hashlib.sha256()
+    for path in sorted(Path(model.source).glob("*.safetensors")):
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(1 << 20)
+            fh.seek(max(0, size - (1 << 20)))
+            tail = fh.read()
+        weights.update(f"{path.name}:{size}:".encode() + head + tail)
+    return {
+        "source": str(getattr(model, "source", "")),
+        "preset": model.config.preset,
+        "config_hash": hashlib.sha256(config.encode()).hexdigest()[:16],
+        "weights_fingerprint": weights.hexdigest()[:16],
+    }
+
+
+def same_encoder(a: dict[str, str], b: dict[str, str]) -> bool:
+    return (
+        a["config_hash"] == b["config_hash"]
+        and a["weights_fingerprint"] == b["weights_fingerprint"]
+    )
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST
+    if not path.is_file():
+        unfinished = (folder / BUILD).is_file()
+        problem = (
+            "index build not finished (run index build again to resume)"
+            if unfinished
+            else "not an index folder (no index.json)"
+        )
+        raise UserError(problem, path=str(folder))
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        manifest = None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise UserError("index.json is not a ragvqa index manifest", path=str(path))
+    return manifest
+
+
+def check_files(folder: Path, manifest: dict[str, Any], *, hashes: bool) -> None:
+    """Every file exists with its recorded size (and sha256 when `hashes`)."""
+    for name, meta in manifest["files"].items():
+        path = folder / name
+        if not path.is_file():
+            raise UserError("index file is missing", path=str(path))
+        if path.stat().st_size != meta["bytes"]:
+            raise UserError(
+                f"index file has {path.stat().st_size} bytes, the manifest says {meta['bytes']} "
+                "(truncated or replaced)",
+                path=str(path),
+            )
+        if hashes and file_digest(path) != meta["sha256"]:
+            raise UserError("index file content changed since the build (sha256)", path=str(path))
+
+
+def check_kb(manifest: dict[str, Any], kb: Any) -> None:
+    built = manifest["kb"]
+    if kb.fingerprint != built["fingerprint"] or len(kb) != built["passages"]:
+        raise UserError(
+            f"the KB does not match the index: the index was built on KB {built['fingerprint']} "
+            f"({built['passages']} passages), this KB is {kb.fingerprint} ({len(kb)} passages)",
+            path=str(kb.folder),
+        )
+
+
+def check_encoder(manifest: dict[str, Any], identity: dict[str, str]) -> None:
+    if not same_encoder(manifest["encoder"], identity):
+        built = manifest["encoder"]
+        raise UserError(
+            f"the index was built with encoder {built['source']} (config {built['config_hash']}, "
+            f"weights {built['weights_fingerprint']}), not with {identity['source']} "
+            f"(config {identity['config_hash']}, weights {identity['weights_fingerprint']})"
+        )

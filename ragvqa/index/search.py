@@ -1,0 +1,127 @@
+"""Searching an index: passages with first-stage scores, optional one-passage-per-page.
+
+Single-vector indexes answer with faiss directly. Multi-vector (late-interaction) indexes
+gather candidate documents from the nearest token vectors of every query vector, then score
+each candidate exactly with MaxSim over its stored vectors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragvqa.errors import UserError
+from ragvqa.index import faiss_index as fx
+from ragvqa.index.build import FAISS_FILE, VECTORS_FILE
+from ragvqa.index.manifest import check_encoder, check_files, check_kb, read_manifest
+from ragvqa.kb.store import KBStore
+from ragvqa.types import RetrievalResult, RetrievedPassage
+
+
+class PassageIndex:
+    """An index folder opened for search, checked against its KB (and encoder, when given)."""
+
+    def __init__(
+        self,
+        folder: str | Path,
+        kb: KBStore,
+        *,
+        encoder_identity: dict | None = None,
+        candidates_per_vector: int = 64,
+    ):
+        self.folder = Path(folder)
+        self.manifest = read_manifest(self.folder)
+        check_files(self.folder, self.manifest, hashes=False)
+        check_kb(self.manifest, kb)
+        if encoder_identity is not None:
+            check_encoder(self.manifest, encoder_identity)
+        self.kb = kb
+        self.n_vec = int(self.manifest["vectors_per_document"])
+        self.params = fx.FaissParams(**self.manifest["faiss"])
+        index = fx.load_index(self.folder / FAISS_FILE)
+        if index.ntotal != self.manifest["index_vectors"]:
+            raise UserError(
+                f"faiss index holds {index.ntotal} vectors, the manifest says "
+                f"{self.manifest['index_vectors']}",
+                path=str(self.folder),
+            )
+        self.index = fx.configure(index, self.params)
+        self.vectors = (
+            np.load(self.folder / VECTORS_FILE, mmap_mode="r") if self.n_vec > 1 else None
+        )
+        self.candidates_per_vector = candidates_per_vector
+
+    def search_vectors(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, rows) [B, k] for query vectors [B, n, dim]; rows are -1 past the end."""
+        queries = np.asarray(queries, dtype=np.float32)
+        if queries.ndim != 3 or queries.shape[-1] != self.manifest["dim"]:
+            raise UserError(
+                f"query vectors must be [batch, n, {self.manifest['dim']}], "
+                f"got {list(queries.shape)}"
+            )
+        if self.n_vec == 1:
+            return fx.search(self.index, queries[:, 0], k)
+        return self._late_interaction(queries, k)
+
+    def _late_interaction(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        b, n, dim = queries.shape
+        _, ids = fx.search(self.index, queries.reshape(-1, dim), self.candidates_per_vector)
+        ids = ids.reshape(b, -1)
+        out_scores = np.full((b, k), -np.inf, dtype=np.float32)
+        out_rows = np.full((b, k), -1, dtype=np.int64)
+        for i in range(b):
+            rows = np.unique(ids[i][ids[i] >= 0] // self.n_vec)
+            docs = np.asarray(self.vectors[rows], dtype=np.float32)  # [C, m, dim]
+            scores = np.einsum("nd,cmd->cnm", queries[i], docs).max(axis=2).sum(axis=1)
+            best = np.argsort(-scores, kind="stable")[:k]
+            out_scores[i, : len(best)], out_rows[i, : len(best)] = scores[best], rows[best]
+        return out_scores, out_rows
+
+    def retrieve(
+        self,
+        query_ids: list[str],
+        queries: np.ndarray,
+        k: int,
+        *,
+        one_per_page: bool = False,
+        overfetch: int = 4,
+    ) -> list[RetrievalResult]:
+        """Top-k passages per query, best first, with their first-stage scores.
+
+        With `one_per_page`, only the best passage of each page is kept (entity-level
+        results); `overfetch` x k candidates are searched to fill k distinct pages.
+        """
+        fetch = k * overfetch if one_per_page else k
+        scores, rows = self.search_vectors(queries, fetch)
+        results = []
+        for qid, s_row, r_row in zip(query_ids, scores, rows, strict=True):
+            keep = [(float(s), int(r)) for s, r in zip(s_row, r_row, strict=True) if r >= 0]
+            passages = self.kb.passages([r for _, r in keep])
+            picked, pages = [], set()
+            for (score, _), passage in zip(keep, passages, strict=True):
+                if one_per_page and passage.page_id in pages:
+                    continue
+                pages.add(passage.page_id)
+                picked.append(RetrievedPassage(passage, score, len(picked)))
+                if len(picked) == k:
+                    break
+            results.append(RetrievalResult(qid, tuple(picked)))
+        return results
+
+    def info(self) -> dict[str, Any]:
+        keys = (
+            "encoder",
+            "vectors_per_document",
+            "dim",
+            "documents",
+            "index_vectors",
+            "kb",
+            "faiss",
+            "doc_template",
+            "created",
+            "build_seconds",
+            "images",
+        )
+        return {k: self.manifest.get(k) for k in keys}

@@ -1,0 +1,239 @@
+"""Indexes over a KB: resumable encoding shards, faiss kinds, late interaction, manifests that
+refuse mismatches, entity-level results, and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from ret_fixtures import TEXT, VISION, clip_tokenizer, image_processor
+from typer.testing import CliRunner
+
+import ragvqa.index.build as index_build
+from ragvqa.cli.main import app
+from ragvqa.errors import UserError
+from ragvqa.index import faiss_index as fx
+from ragvqa.index.build import IndexParams, build_index
+from ragvqa.index.search import PassageIndex
+from ragvqa.index.shards import read_shard
+from ragvqa.kb.build import BuildParams, build_kb
+from ragvqa.kb.store import KBStore
+from ragvqa.models.checkpoint import save_retriever
+from ragvqa.models.config import HeadConfig, RetrieverConfig
+from ragvqa.models.processor import RetProcessor
+from ragvqa.models.retriever import RetRetriever
+
+WORDS = "the thin rain in the red train near a tree at three".split()
+
+
+def _kb_json(pages: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    kb = {}
+    for i in range(pages):
+        texts = [" ".join(rng.choice(WORDS, 6)) for _ in range(3)]
+        kb[f"https://en.wikipedia.org/wiki/P{i}"] = {
+            "title": f"p{i}",
+            "section_titles": [f"p{i}", "a", "b"],
+            "section_texts": texts,
+            "image_urls": [],
+            "image_section_indices": [],
+        }
+    return kb
+
+
+@pytest.fixture(scope="module")
+def kb_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("index_kb")
+    (folder / "kb.json").write_text(json.dumps(_kb_json(20)))
+    build_kb(BuildParams("evqa", str(folder / "kb.json")), folder / "kb", progress=False)
+    return folder / "kb"
+
+
+def _encoder(folder, vectors: int, seed: int = 0):
+    torch.manual_seed(seed)
+    head = HeadConfig(
+        (0, 1), (0, 1), hidden_size=64, num_queries=4, output_vectors=vectors, proj_size=16
+    )
+    config = RetrieverConfig(dict(TEXT), dict(VISION), query=head, document=None)
+    processor = RetProcessor(clip_tokenizer(folder / "tok"), image_processor())
+    return save_retriever(RetRetriever(config), folder / "model", processor)
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    return _encoder(tmp_path_factory.mktemp("enc1"), vectors=1)
+
+
+@pytest.fixture(scope="module")
+def multi(tmp_path_factory):
+    return _encoder(tmp_path_factory.mktemp("enc4"), vectors=4)
+
+
+def _params(kb_dir, encoder, **kw):
+    return IndexParams(kb=str(kb_dir), encoder=str(encoder), rows_per_shard=16, **kw)
+
+
+def test_flat_index_is_exact(kb_dir, single, tmp_path):
+    manifest = build_index(_params(kb_dir, single), tmp_path / "idx", device="cpu", progress=False)
+    assert (manifest["documents"], manifest["index_vectors"], manifest["dim"]) == (60, 60, 16)
+    kb = KBStore(kb_dir)
+    docs = np.concatenate([read_shard(tmp_path / "idx" / "emb", i) for i in range(4)])
+    assert docs.shape == (60, 1, 16) and docs.dtype == np.float16
+    index = PassageIndex(tmp_path / "idx", kb)
+    queries = docs[[5, 42]].astype(np.float32)
+    scores, rows = index.search_vectors(queries, 5)
+    brute = queries[:, 0] @ docs[:, 0].astype(np.float32).T
+    np.testing.assert_array_equal(rows, np.argsort(-brute, axis=1, kind="stable")[:, :5])
+    np.testing.assert_allclose(scores, np.sort(brute, axis=1)[:, ::-1][:, :5], rtol=1e-5)
+    assert rows[0, 0] == 5 and rows[1, 0] == 42  # a document is its own best match
+
+
+def test_index_stores_what_the_encoder_computes(kb_dir, single, tmp_path):
+    from dataclasses import replace
+
+    from ragvqa.index.build import document_text
+    from ragvqa.models.encode import RetEncoder
+
+    build_index(_params(kb_dir, single), tmp_path / "idx", device="cpu", progress=False)
+    passage = KBStore(kb_dir).passage(7)
+    assert document_text(passage, "{display_title}\n{text}") == f"p2 / a\n{passage.text}"
+    encoder = RetEncoder.from_pretrained(single, device="cpu")
+    expected = encoder.encode_documents(
+        [replace(passage, text=document_text(passage, "{display_title}\n{text}"))]
+    )
+    stored = read_shard(tmp_path / "idx" / "emb", 0)[7].astype(np.float32)
+    np.testing.assert_allclose(stored, expected[0], atol=2e-3)  # fp16 storage
+
+
+def test_late_interaction_equals_brute_force_maxsim(kb_dir, multi, tmp_path):
+    manifest = build_index(_params(kb_dir, multi), tmp_path / "idx", device="cpu", progress=False)
+    assert (manifest["vectors_per_document"], manifest["index_vectors"]) == (4, 240)
+    index = PassageIndex(tmp_path / "idx", KBStore(kb_dir), candidates_per_vector=240)
+    docs = np.load(tmp_path / "idx" / "vectors.f16.npy").astype(np.float32)
+    queries = docs[[3, 50]]
+    scores, rows = index.search_vectors(queries, 4)
+    brute = np.einsum("qnd,cmd->qcnm", queries, docs).max(axis=3).sum(axis=2)
+    np.testing.assert_array_equal(rows, np.argsort(-brute, axis=1, kind="stable")[:, :4])
+    np.testing.assert_allclose(scores, np.sort(brute, axis=1)[:, ::-1][:, :4], rtol=1e-4)
+
+
+def test_one_passage_per_page(kb_dir, single, tmp_path):
+    build_index(_params(kb_dir, single), tmp_path / "idx", device="cpu", progress=False)
+    index = PassageIndex(tmp_path / "idx", KBStore(kb_dir))
+    docs = read_shard(tmp_path / "idx" / "emb", 0).astype(np.float32)
+    [plain] = index.retrieve(["q"], docs[[0]], 10)
+    [pages] = index.retrieve(["q"], docs[[0]], 10, one_per_page=True)
+    assert [p.rank for p in pages.passages] == list(range(10))
+    assert len({p.passage.page_id for p in pages.passages}) == 10
+    assert len({p.passage.page_id for p in plain.passages}) < 10  # pages have 3 passages each
+    assert pages.passages[0].passage.passage_id == plain.passages[0].passage.passage_id
+    assert pages.passages[0].score == pytest.approx(plain.passages[0].score)
+
+
+def test_killed_encoding_resumes_without_recomputing(kb_dir, single, tmp_path, monkeypatch):
+    clean = build_index(_params(kb_dir, single), tmp_path / "clean", device="cpu", progress=False)
+    real, calls = index_build.write_shard, []
+
+    def dies_on_third(folder, i, vectors):
+        calls.append(i)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(folder, i, vectors)
+
+    monkeypatch.setattr(index_build, "write_shard", dies_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(_params(kb_dir, single), tmp_path / "idx", device="cpu", progress=False)
+    with pytest.raises(UserError, match="index build not finished"):
+        PassageIndex(tmp_path / "idx", KBStore(kb_dir))
+    calls.clear()
+    monkeypatch.setattr(
+        index_build, "write_shard", lambda f, i, v: (calls.append(i), real(f, i, v))
+    )
+    resumed = build_index(_params(kb_dir, single), tmp_path / "idx", device="cpu", progress=False)
+    assert calls == [2, 3]  # shards 0 and 1 were kept
+    assert {k: v["sha256"] for k, v in resumed["files"].items() if k.startswith("emb/")} == {
+        k: v["sha256"] for k, v in clean["files"].items() if k.startswith("emb/")
+    }
+
+
+def test_mismatches_are_refused(kb_dir, single, multi, tmp_path):
+    from ragvqa.index.manifest import encoder_identity
+    from ragvqa.models import load_retriever
+
+    build_index(_params(kb_dir, single), tmp_path / "idx", device="cpu", progress=False)
+    other_kb = tmp_path / "kb2.json"
+    other_kb.write_text(json.dumps(_kb_json(20, seed=1)))
+    build_kb(BuildParams("evqa", str(other_kb)), tmp_path / "kb2", progress=False)
+    with pytest.raises(UserError, match="the KB does not match the index"):
+        PassageIndex(tmp_path / "idx", KBStore(tmp_path / "kb2"))
+    wrong = encoder_identity(load_retriever(multi, device="cpu"))
+    with pytest.raises(UserError, match="the index was built with encoder"):
+        PassageIndex(tmp_path / "idx", KBStore(kb_dir), encoder_identity=wrong)
+    right = encoder_identity(load_retriever(single, device="cpu"))
+    PassageIndex(tmp_path / "idx", KBStore(kb_dir), encoder_identity=right)
+    with pytest.raises(UserError, match="another KB, encoder or settings"):
+        build_index(
+            _params(tmp_path / "kb2", single), tmp_path / "idx", device="cpu", progress=False
+        )
+    faiss_file = tmp_path / "idx" / "faiss.index"
+    faiss_file.write_bytes(faiss_file.read_bytes()[:-10])
+    with pytest.raises(UserError, match="truncated or replaced"):
+        PassageIndex(tmp_path / "idx", KBStore(kb_dir))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        fx.FaissParams(kind="hnsw", ef_search=64),
+        fx.FaissParams(kind="ivfpq", nlist=16, m=16, nprobe=8, refine=8),
+    ],
+)
+def test_approximate_kinds_find_the_exact_neighbours(params):
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(20, 32))
+    data = centers[rng.integers(0, 20, 4000)] + 0.3 * rng.normal(size=(4000, 32))
+    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    queries = data[:100] + 0.05 * rng.normal(size=(100, 32))
+    exact, _ = fx.build_index(data.astype(np.float32), fx.FaissParams(kind="flat"))
+    approx, resolved = fx.build_index(data.astype(np.float32), params)
+    approx = fx.configure(approx, resolved)
+    _, truth = fx.search(exact, queries, 10)
+    _, found = fx.search(approx, queries, 10)
+    recall = np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found, strict=True)])
+    assert recall >= 0.9, recall
+
+
+def test_cli_build_info_verify(kb_dir, single, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "idx"
+    result = runner.invoke(
+        app,
+        [
+            "index",
+            "build",
+            "--kb",
+            str(kb_dir),
+            "--encoder",
+            str(single),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "60 passages, 60 vectors (1 x 16 per passage), flat index" in result.stderr
+    info = json.loads(runner.invoke(app, ["index", "info", str(out), "--json"]).stdout)
+    assert info["documents"] == 60 and info["kb"]["fingerprint"] == KBStore(kb_dir).fingerprint
+    assert runner.invoke(app, ["index", "verify", str(out)]).exit_code == 0
+    shard = out / "emb" / "shard-00000.safetensors"
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 0xFF  # same size, different content
+    shard.write_bytes(bytes(data))
+    result = runner.invoke(app, ["index", "verify", str(out)])
+    assert result.exit_code == 2 and "content changed since the build" in result.stderr
+    result = runner.invoke(app, ["index", "info", str(tmp_path)])
+    assert result.exit_code == 2 and "not an index folder" in result.stderr
