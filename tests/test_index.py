@@ -237,3 +237,21 @@ def test_cli_build_info_verify(kb_dir, single, tmp_path):
     assert result.exit_code == 2 and "content changed since the build" in result.stderr
     result = runner.invoke(app, ["index", "info", str(tmp_path)])
     assert result.exit_code == 2 and "not an index folder" in result.stderr
+
+
+def test_ray_engine_writes_the_same_shards(kb_dir, single, tmp_path):
+    """A local Ray instance on loopback (actor pool of two encoders) writes the shards the
+    in-process path writes."""
+    local = build_index(_params(kb_dir, single), tmp_path / "local", device="cpu", progress=False)
+    ray_built = build_index(
+        _params(kb_dir, single, engine="ray", ray_actors=2),
+        tmp_path / "ray",
+        device="cpu",
+        progress=False,
+    )
+    for i in range(4):
+        a = read_shard(tmp_path / "local" / "emb", i).astype(np.float32)
+        b = read_shard(tmp_path / "ray" / "emb", i).astype(np.float32)
+        np.testing.assert_allclose(a, b, atol=2e-3)  # fp16 storage; thread counts may differ
+    assert ray_built["index_vectors"] == local["index_vectors"] == 60
+    assert ray_built["kb"] == local["kb"]

@@ -236,3 +236,23 @@ def test_bf16_scores_stay_within_1e_2_of_fp32():
         scores.append(late_interaction(q, d) / q.shape[1])  # in [-1, 1]
     assert model.dtype == torch.bfloat16
     assert 0 < (scores[0] - scores[1]).abs().max() <= 1e-2
+
+
+def test_batches_without_images_skip_the_vision_tower_exactly(official, monkeypatch):
+    folder, _, _ = official
+    model = load_retriever(folder, device="cpu")
+    inputs = {**_inputs(), "image_mask": torch.zeros(3)}
+    with torch.inference_mode():
+        full = model.head("document")(
+            *model.tower_states(
+                inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values"]
+            ),
+            inputs["attention_mask"],
+            inputs["text_mask"],
+            inputs["image_mask"],
+        )
+        calls = []
+        monkeypatch.setattr(model.vision_model, "forward", lambda *a, **k: calls.append(1))
+        skipped = model.features("document", **inputs)
+    assert calls == []  # the vision tower never ran
+    assert torch.equal(skipped, torch.nn.functional.normalize(full, dim=-1))

@@ -34,6 +34,11 @@ def build(
     batch_size: int = typer.Option(64, "--batch-size", help="Documents per encoder batch."),
     rows_per_shard: int = typer.Option(8192, "--rows-per-shard", help="Rows per embedding shard."),
     device: str | None = typer.Option(None, "--device", help="Default: CUDA when available."),
+    engine: str = typer.Option("local", "--engine", help="local | ray (a Ray Data job)."),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster address (default: a local Ray)."
+    ),
+    ray_actors: int = typer.Option(0, "--ray-actors", help="Encoder actors (0: one per GPU)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Encode the KB's passages (resumable shards) and build the faiss index."""
@@ -47,6 +52,9 @@ def build(
             doc_template=doc_template,
             batch_size=batch_size,
             rows_per_shard=rows_per_shard,
+            engine=engine,
+            ray_address=ray_address,
+            ray_actors=ray_actors,
             faiss=FaissParams(
                 kind=kind,
                 nlist=nlist,

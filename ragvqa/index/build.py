@@ -40,6 +40,9 @@ class IndexParams:
     doc_template: str = DEFAULT_TEMPLATE
     rows_per_shard: int = 8192
     batch_size: int = 64
+    engine: str = "local"
+    ray_address: str | None = None
+    ray_actors: int = 0
 
 
 def document_text(passage: Passage, template: str) -> str:
@@ -76,6 +79,23 @@ def encode_shards(
     """Encode every missing shard; returns the shard row ranges."""
     ranges = shard_ranges(len(kb), params.rows_per_shard)
     todo = missing_shards(out / "emb", ranges)
+    if params.engine == "ray":
+        from ragvqa.index.ray_engine import encode_with_ray
+
+        tasks = [(i, *ranges[i]) for i in todo]
+        encode_with_ray(
+            params.kb,
+            params.encoder,
+            out,
+            params.doc_template,
+            params.batch_size,
+            tasks,
+            address=params.ray_address,
+            actors=params.ray_actors,
+        )
+        return ranges
+    if params.engine != "local":
+        raise UserError(f"unknown engine {params.engine!r} (local or ray)")
     from ragvqa.models.encode import _progress
 
     rows = sum(ranges[i][1] - ranges[i][0] for i in todo)
@@ -143,8 +163,12 @@ def build_index(
     kb = KBStore(params.kb)
     if len(kb) == 0:
         raise UserError("the KB has no passages", path=params.kb)
+    # with Ray, the actors encode; here the model only tells its identity and output shape
     encoder = RetEncoder.from_pretrained(
-        params.encoder, device=device, batch_size=params.batch_size, progress=False
+        params.encoder,
+        device="cpu" if params.engine == "ray" else device,
+        batch_size=params.batch_size,
+        progress=False,
     )
     identity = encoder_identity(encoder.model)
     head = encoder.model.config.head("document")

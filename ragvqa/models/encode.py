@@ -125,7 +125,8 @@ class RetEncoder:
         if not texts:
             return out
         ids = self.processor.token_ids(texts)
-        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+        # image-less items together (their batches skip the vision tower), then by length
+        order = sorted(range(len(texts)), key=lambda i: (images[i] is not None, len(ids[i])))
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         device, dtype = self.model.device, self.model.dtype
         with (

@@ -161,7 +161,19 @@ class RetRetriever(nn.Module):
         gates; the missing input itself is an empty string / a black image.
         """
         head = self.head(side)
-        text_states, vision_states = self.tower_states(input_ids, attention_mask, pixel_values)
+        if image_mask is not None and not bool(image_mask.any()):
+            # no image in the batch: the vision gates are 0, so the vision tower's output cannot
+            # change the result; skip it (text-only KB sections cost a text pass only)
+            text = self.text_model(
+                input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
+            )
+            text_states = tuple(text.hidden_states[1:])
+            blank = text_states[0].new_zeros(
+                (input_ids.shape[0], 1, self.vision_model.config.hidden_size)
+            )
+            vision_states = (blank,) * len(self.vision_model.encoder.layers)
+        else:
+            text_states, vision_states = self.tower_states(input_ids, attention_mask, pixel_values)
         out = head(text_states, vision_states, attention_mask, text_mask, image_mask)
         return F.normalize(out, p=2, dim=-1)
 

@@ -1,0 +1,98 @@
+"""Document encoding as a Ray Data job, for KBs too large for one machine's GPUs.
+
+Each task is one embedding shard (a row range of the KB); an actor pool holds one encoder per
+actor (one GPU each when the cluster has GPUs) and writes finished shards straight into the
+index folder with the same code as the in-process path, so the files are the same and a killed
+job resumes the same way (finished shards are skipped). On a cluster, the KB and the index
+folder must be on storage every node sees (NFS, a mounted bucket). Ray is imported only here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ragvqa.errors import UserError
+
+
+class _ShardEncoder:
+    """A Ray actor: loads the KB and the encoder once, then encodes whole shards."""
+
+    def __init__(self, kb: str, encoder: str, out: str, template: str, batch_size: int):
+        import torch
+
+        from ragvqa.kb.store import KBStore
+        from ragvqa.models.encode import RetEncoder
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.kb = KBStore(kb)
+        self.encoder = RetEncoder.from_pretrained(
+            encoder, device=device, batch_size=batch_size, progress=False
+        )
+        self.out, self.template = Path(out), template
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        from ragvqa.index.build import document_text
+        from ragvqa.index.shards import write_shard
+
+        for shard, start, end in zip(batch["shard"], batch["start"], batch["end"], strict=True):
+            docs = [
+                replace(p, text=document_text(p, self.template))
+                for p in self.kb.passages(range(int(start), int(end)))
+            ]
+            write_shard(self.out / "emb", int(shard), self.encoder.encode_documents(docs))
+        return {"shard": batch["shard"]}
+
+
+def encode_with_ray(
+    kb: str,
+    encoder: str,
+    out: Path,
+    template: str,
+    batch_size: int,
+    todo: list[tuple[int, int, int]],
+    *,
+    address: str | None = None,
+    actors: int = 0,
+) -> list[int]:
+    """Encode the (shard, start, end) tasks on a Ray cluster; returns the shards written.
+
+    Args:
+        address: Ray cluster address ("auto", "ray://host:10001"); None starts a local Ray
+            instance on this machine (loopback only).
+        actors: Encoder actors (0: one per GPU, or 2 on a machine without GPUs).
+    """
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--engine ray needs Ray: pip install 'ray[data]'") from None
+    if not todo:
+        return []
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address:
+            ray.init(address=address)
+        else:
+            ray.init(
+                include_dashboard=False,
+                _node_ip_address="127.0.0.1",
+                object_store_memory=256 * 2**20,
+                log_to_driver=False,
+            )
+    try:
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        pool = actors or (gpus if gpus else 2)
+        items = [{"shard": s, "start": a, "end": b} for s, a, b in todo]
+        dataset = ray.data.from_items(items, override_num_blocks=len(items))
+        written = dataset.map_batches(
+            _ShardEncoder,
+            fn_constructor_args=(kb, encoder, str(out), template, batch_size),
+            batch_size=1,
+            concurrency=min(pool, len(items)),
+            num_gpus=1 if gpus else 0,
+        ).take_all()
+        return sorted(int(row["shard"]) for row in written)
+    finally:
+        if started_here:
+            ray.shutdown()
