@@ -115,6 +115,50 @@ class RetrievalResult:
 
 
 @dataclass(frozen=True)
+class TextPart:
+    """Text inside a chat message."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """An image inside a chat message: a local file (or URL); never a model-specific token."""
+
+    image: str
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One message of a chat: a role ("system", "user", "assistant") and ordered parts."""
+
+    role: str
+    parts: tuple[TextPart | ImagePart, ...]
+
+    @property
+    def text(self) -> str:
+        """The text parts joined (images left out)."""
+        return "".join(p.text for p in self.parts if isinstance(p, TextPart))
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    """A model-neutral rendered prompt, with the template it came from.
+
+    `template` is "id@version" and `template_hash` the sha256 of the template file, so every
+    answer can be traced to the exact prompt text that produced it.
+    """
+
+    messages: tuple[ChatMessage, ...]
+    template: str = ""
+    template_hash: str = ""
+    truncated_passages: int = 0
+
+    def images(self) -> list[str]:
+        return [p.image for m in self.messages for p in m.parts if isinstance(p, ImagePart)]
+
+
+@dataclass(frozen=True)
 class Prediction:
     """A system's answer to one benchmark question.
 

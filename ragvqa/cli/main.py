@@ -8,6 +8,7 @@ import typer
 from ragvqa import __version__
 from ragvqa.cli.index import app as index_app
 from ragvqa.cli.kb import app as kb_app
+from ragvqa.cli.prompts import app as prompts_app
 from ragvqa.cli.score import app as score_app
 from ragvqa.cli.train import app as train_app
 
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.add_typer(score_app, name="score")
 app.add_typer(kb_app, name="kb")
 app.add_typer(index_app, name="index")
+app.add_typer(prompts_app, name="prompts")
 app.add_typer(train_app, name="train")
 
 

@@ -1,0 +1,309 @@
+"""Versioned prompt templates, rendered by a pure function into model-neutral `ChatPrompt`s.
+
+A template is one file, `prompts/<group>/<name>/v<N>.j2`: a YAML front matter between `---`
+lines (id, version, description, inputs, answer_pattern, parent, changelog) and Jinja2 blocks
+named after chat roles (`system`, `user`, optionally `assistant`). Rendering uses
+StrictUndefined, so a misspelt variable is an error, not an empty string. The image is placed
+with `{{ image }}` and becomes an image part of the message, never a model token. Retrieved text
+is data: special tokens and role markers inside passages are neutralised before rendering.
+
+A version never changes once results cite it: `prompts/LOCK.json` records the sha256 of every
+version, and `ragvqa prompts validate` fails when a locked file was edited (make a new version).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ragvqa.errors import UserError
+from ragvqa.types import ChatMessage, ChatPrompt, ImagePart, RetrievedPassage, TextPart
+
+ROLES = ("system", "user", "assistant")
+INPUTS = ("question", "passages", "image", "candidates")
+LOCK = "LOCK.json"
+_IMAGE = "\x00IMAGE\x00"
+_FRONT = re.compile(r"\A---\n(.*?)\n---\n", re.S)
+_TAG = re.compile(r"<(/?[A-Za-z_|][^<>\s]{0,30})>")
+_INST = re.compile(r"\[(/?)(INST|SYS)\]")
+_ROLE_LINE = re.compile(r"(?m)^\s*(USER|ASSISTANT|SYSTEM|HUMAN)\s*:")
+
+
+def default_root() -> Path:
+    """The repository's prompts/ folder."""
+    return Path(__file__).resolve().parent.parent / "prompts"
+
+
+def neutralise(text: str) -> str:
+    """Retrieved text as inert data: chat-template tokens and role markers are defused.
+
+    "<|im_start|>" -> "‹|im_start|›", "<image>" -> "‹image›", "[INST]" -> "⟦INST⟧",
+    a line starting "USER:" -> "User said:"; NUL characters are dropped.
+    """
+    text = text.replace("\x00", "")
+    text = _TAG.sub(lambda m: f"‹{m.group(1)}›", text)
+    text = _INST.sub(lambda m: f"⟦{m.group(1)}{m.group(2)}⟧", text)
+    return _ROLE_LINE.sub(lambda m: f"{m.group(1).capitalize()} said:", text)
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """One template version, parsed."""
+
+    id: str
+    version: int
+    description: str
+    inputs: tuple[str, ...]
+    answer_pattern: str | None
+    parent: str | None
+    changelog: tuple[str, ...]
+    body: str
+    path: Path
+    sha256: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.id}@{self.version}"
+
+    def render(
+        self,
+        *,
+        question: str = "",
+        passages: Sequence[RetrievedPassage] = (),
+        image: str | None = None,
+        candidates: Sequence[str] = (),
+    ) -> ChatPrompt:
+        """The chat prompt for these inputs (pure: same inputs, same prompt)."""
+        return render(
+            self, question=question, passages=passages, image=image, candidates=candidates
+        )
+
+    def extract_answer(self, raw: str) -> str:
+        """The answer inside a reader's raw output (the pattern's group, else the first line)."""
+        if self.answer_pattern:
+            match = re.search(self.answer_pattern, raw)
+            if match:
+                return match.group(1).strip()
+        lines = [line.strip() for line in raw.strip().splitlines() if line.strip()]
+        return lines[0] if lines else ""
+
+
+def _parse(path: Path, root: Path) -> PromptTemplate:
+    import yaml
+
+    raw = path.read_bytes()
+    text = raw.decode("utf-8")
+    match = _FRONT.match(text)
+    if not match:
+        raise UserError("template has no front matter between '---' lines", path=str(path))
+    try:
+        meta = yaml.safe_load(match.group(1)) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"front matter is not YAML ({exc})", path=str(path)) from None
+    rel = path.relative_to(root)
+    expected_id, expected_version = "/".join(rel.parts[:-1]), rel.stem
+    if meta.get("id") != expected_id or f"v{meta.get('version')}" != expected_version:
+        raise UserError(
+            f"front matter says {meta.get('id')}@{meta.get('version')}, the file's place says "
+            f"{expected_id}@{expected_version[1:]}",
+            path=str(path),
+        )
+    unknown = [i for i in meta.get("inputs") or [] if i not in INPUTS]
+    if unknown:
+        raise UserError(f"unknown inputs {unknown} (known: {', '.join(INPUTS)})", path=str(path))
+    return PromptTemplate(
+        id=meta["id"],
+        version=int(meta["version"]),
+        description=str(meta.get("description", "")),
+        inputs=tuple(meta.get("inputs") or ()),
+        answer_pattern=meta.get("answer_pattern"),
+        parent=meta.get("parent"),
+        changelog=tuple(meta.get("changelog") or ()),
+        body=text[match.end() :],
+        path=path,
+        sha256=hashlib.sha256(raw).hexdigest(),
+    )
+
+
+class PromptLibrary:
+    """All templates under a prompts/ folder, addressed as "id@version" (or "id" = latest)."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root else default_root()
+        if not self.root.is_dir():
+            raise UserError("prompts folder not found", path=str(self.root))
+        self.templates = {
+            t.ref: t for t in (_parse(p, self.root) for p in sorted(self.root.rglob("v*.j2")))
+        }
+
+    def refs(self) -> list[str]:
+        return sorted(self.templates)
+
+    def get(self, ref: str) -> PromptTemplate:
+        if "@" not in ref:
+            versions = [t for t in self.templates.values() if t.id == ref]
+            if versions:
+                return max(versions, key=lambda t: t.version)
+        elif ref in self.templates:
+            return self.templates[ref]
+        close = difflib.get_close_matches(
+            ref, [*self.templates, *{t.id for t in self.templates.values()}], n=1
+        )
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UserError(f"unknown prompt template {ref!r}{hint}")
+
+    def lock(self) -> dict[str, str]:
+        path = self.root / LOCK
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+    def validate(self) -> list[str]:
+        """Problems: edited locked versions, unknown parents, templates that do not render."""
+        problems = []
+        for ref, sha in self.lock().items():
+            template = self.templates.get(ref)
+            if template is None:
+                problems.append(f"{ref}: locked but missing")
+            elif template.sha256 != sha:
+                problems.append(f"{ref}: changed after it was locked; make a new version")
+        for template in self.templates.values():
+            if template.parent and template.parent not in self.templates:
+                problems.append(f"{template.ref}: parent {template.parent} not found")
+            try:
+                sample_render(template)
+            except UserError as exc:
+                problems.append(f"{template.ref}: {exc}")
+        return problems
+
+    def update_lock(self) -> list[str]:
+        """Lock every unlocked version; returns the refs added (locked ones never change)."""
+        lock = self.lock()
+        added = [ref for ref in self.refs() if ref not in lock]
+        lock.update({ref: self.templates[ref].sha256 for ref in added})
+        (self.root / LOCK).write_text(json.dumps(dict(sorted(lock.items())), indent=2) + "\n")
+        return added
+
+
+def _passage_vars(passages: Sequence[RetrievedPassage]) -> list[dict[str, Any]]:
+    out = []
+    for rp in passages:
+        p = rp.passage
+        title = f"{p.title} / {p.section_title}" if p.section_title else p.title
+        out.append(
+            {
+                "title": neutralise(p.title),
+                "section": neutralise(p.section_title),
+                "display_title": neutralise(title),
+                "text": neutralise(p.text),
+                "page_id": p.page_id,
+                "score": rp.score,
+                "rank": rp.rank + 1,
+            }
+        )
+    return out
+
+
+def _parts(text: str, image: str | None) -> tuple[TextPart | ImagePart, ...]:
+    parts: list[TextPart | ImagePart] = []
+    for i, piece in enumerate(text.split(_IMAGE)):
+        if i and image is not None:
+            parts.append(ImagePart(image))
+        if piece.strip():
+            parts.append(TextPart(piece.strip()))
+    return tuple(parts)
+
+
+def render(
+    template: PromptTemplate,
+    *,
+    question: str = "",
+    passages: Sequence[RetrievedPassage] = (),
+    image: str | None = None,
+    candidates: Sequence[str] = (),
+) -> ChatPrompt:
+    """Render a template (see `PromptTemplate.render`)."""
+    from jinja2 import Environment, StrictUndefined, TemplateError
+
+    given = {"question": question, "passages": passages, "candidates": candidates}
+    for name in ("question", "passages", "candidates"):
+        if name in template.inputs and not given[name]:
+            raise UserError(f"template {template.ref} needs input '{name}'")
+    env = Environment(
+        undefined=StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    variables = {
+        "question": neutralise(question),
+        "passages": _passage_vars(passages),
+        "candidates": [neutralise(c) for c in candidates],
+        "image": _IMAGE if image is not None else "",
+    }
+    try:
+        compiled = env.from_string(template.body)
+        context = compiled.new_context(variables)
+        messages = []
+        for role in ROLES:
+            if role in compiled.blocks:
+                text = "".join(compiled.blocks[role](context)).strip()
+                if text or role != "assistant":
+                    messages.append(ChatMessage(role, _parts(text, image)))
+    except TemplateError as exc:
+        raise UserError(
+            f"template {template.ref} does not render: {exc}", path=str(template.path)
+        ) from None
+    return ChatPrompt(tuple(messages), template=template.ref, template_hash=template.sha256)
+
+
+def sample_render(template: PromptTemplate) -> ChatPrompt:
+    """Render with fixed sample inputs (what `validate` and the golden tests use)."""
+    from ragvqa.types import Passage
+
+    passages = [
+        RetrievedPassage(
+            Passage(
+                "p1",
+                "It was consecrated in 1345 by Bishop John.",
+                title="St Mary's Church",
+                section_title="History",
+                page_id="wiki/St_Mary",
+            ),
+            0.83,
+            0,
+        ),
+        RetrievedPassage(
+            Passage(
+                "p2",
+                "The church stands beside the river <|im_end|>.",
+                title="St Mary's Church",
+                page_id="wiki/St_Mary",
+            ),
+            0.71,
+            1,
+        ),
+    ]
+    return template.render(
+        question="When was this church consecrated?",
+        passages=passages,
+        image="church.jpg",
+        candidates=["St Mary's Church", "St Paul's"],
+    )
+
+
+def diff(a: PromptTemplate, b: PromptTemplate) -> str:
+    """Unified diff of two template files."""
+    return "".join(
+        difflib.unified_diff(
+            a.path.read_text(encoding="utf-8").splitlines(keepends=True),
+            b.path.read_text(encoding="utf-8").splitlines(keepends=True),
+            fromfile=a.ref,
+            tofile=b.ref,
+        )
+    )
