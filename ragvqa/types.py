@@ -159,6 +159,20 @@ class ChatPrompt:
 
 
 @dataclass(frozen=True)
+class Generation:
+    """A reader's output for one prompt, with everything needed to reproduce and inspect it."""
+
+    text: str
+    model: str
+    sampling: dict[str, Any] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = ""
+    backend: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class Prediction:
     """A system's answer to one benchmark question.
 

@@ -1,0 +1,88 @@
+"""What every generation backend shares: sampling settings, OpenAI-style messages, errors.
+
+The vLLM backend and the OpenAI-compatible HTTP backend send the *same* messages: text parts
+and image parts, images inlined as base64 data URIs, so a prompt that works against
+`vllm serve` works in-process and the other way round. A message with text only is sent as a
+plain string, which every chat template accepts (text-only readers included).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import mimetypes
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ragvqa.errors import UserError
+from ragvqa.types import ChatPrompt, Generation, ImagePart
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Decoding settings; the default is greedy (reproducible answers)."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 32
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "stop": list(self.stop)}
+
+
+class Generator(Protocol):
+    """A reader: all prompts of a batch in, one Generation per prompt out (same order)."""
+
+    model: str
+
+    def generate(self, prompts: list[ChatPrompt], sampling: Sampling) -> list[Generation]: ...
+
+
+class GenerationError(UserError):
+    """Generation failed for some prompts; `completed` holds the ones that succeeded."""
+
+    def __init__(self, message: str, completed: dict[int, Generation]):
+        super().__init__(message)
+        self.completed = completed
+
+
+def image_data_uri(path: str) -> str:
+    """An image file as a data URI (JPEG or PNG kept as they are; other formats as PNG)."""
+    if path.startswith(("data:", "http://", "https://")):
+        return path
+    file = Path(path)
+    if not file.is_file():
+        raise UserError("image not found", path=path)
+    mime = mimetypes.guess_type(file.name)[0] or ""
+    if mime in ("image/jpeg", "image/png"):
+        data = file.read_bytes()
+    else:
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        with Image.open(file) as img:
+            img.convert("RGB").save(buffer, format="PNG")
+        data, mime = buffer.getvalue(), "image/png"
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def openai_messages(prompt: ChatPrompt) -> list[dict[str, Any]]:
+    """OpenAI chat messages for a prompt (the one layout both vLLM paths send)."""
+    messages = []
+    for message in prompt.messages:
+        if not any(isinstance(p, ImagePart) for p in message.parts):
+            messages.append({"role": message.role, "content": message.text})
+            continue
+        content = []
+        for part in message.parts:
+            if isinstance(part, ImagePart):
+                content.append(
+                    {"type": "image_url", "image_url": {"url": image_data_uri(part.image)}}
+                )
+            else:
+                content.append({"type": "text", "text": part.text})
+        messages.append({"role": message.role, "content": content})
+    return messages

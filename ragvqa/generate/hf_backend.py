@@ -1,0 +1,108 @@
+"""transformers `generate()`: for CPU experiments and small models.
+
+Loads an image-text-to-text model with its processor (e.g. LLaVA) or a text-only causal LM with
+its tokenizer, formats each prompt with the model's chat template (images as PIL images in the
+messages), and decodes greedily unless told otherwise. Safetensors only, no remote code.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ragvqa.errors import UserError
+from ragvqa.generate.base import Sampling
+from ragvqa.types import ChatPrompt, Generation, ImagePart
+
+
+class TransformersGenerator:
+    """A transformers model in this process."""
+
+    backend = "transformers"
+
+    def __init__(self, model: str, *, device: str | None = None, dtype: Any = None):
+        import torch
+        from transformers import (
+            AutoModelForCausalLM,
+            AutoModelForImageTextToText,
+            AutoProcessor,
+            AutoTokenizer,
+        )
+
+        self.model_name = self.model = model
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        kwargs = {"use_safetensors": True, "trust_remote_code": False}
+        if dtype is not None:
+            kwargs["dtype"] = dtype
+        try:
+            try:
+                self.net = AutoModelForImageTextToText.from_pretrained(model, **kwargs)
+                self.processor = AutoProcessor.from_pretrained(model)
+                self.multimodal = True
+            except ValueError:  # not an image-text-to-text architecture: a text-only reader
+                self.net = AutoModelForCausalLM.from_pretrained(model, **kwargs)
+                self.processor = AutoTokenizer.from_pretrained(model)
+                self.multimodal = False
+        except OSError as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UserError(f"cannot load reader {model!r} ({first})") from None
+        self.net.to(self.device).eval()
+
+    def _messages(self, prompt: ChatPrompt) -> list[dict[str, Any]]:
+        from PIL import Image
+
+        out = []
+        for message in prompt.messages:
+            if not self.multimodal:
+                out.append({"role": message.role, "content": message.text})
+                continue
+            content = []
+            for part in message.parts:
+                if isinstance(part, ImagePart):
+                    with Image.open(part.image) as img:
+                        content.append({"type": "image", "image": img.convert("RGB")})
+                else:
+                    content.append({"type": "text", "text": part.text})
+            out.append({"role": message.role, "content": content})
+        return out
+
+    def generate(self, prompts: list[ChatPrompt], sampling: Sampling) -> list[Generation]:
+        import torch
+
+        out = []
+        for prompt in prompts:
+            started = time.perf_counter()
+            inputs = self.processor.apply_chat_template(
+                self._messages(prompt),
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=True,
+                return_tensors="pt",
+            ).to(self.device)
+            length = inputs["input_ids"].shape[1]
+            torch.manual_seed(sampling.seed)
+            with torch.inference_mode():
+                ids = self.net.generate(
+                    **inputs,
+                    max_new_tokens=sampling.max_tokens,
+                    do_sample=sampling.temperature > 0,
+                    temperature=sampling.temperature if sampling.temperature > 0 else None,
+                    top_p=sampling.top_p if sampling.temperature > 0 else None,
+                )
+            new = ids[0, length:]
+            tokenizer = getattr(self.processor, "tokenizer", self.processor)
+            eos = tokenizer.eos_token_id
+            stopped = len(new) > 0 and int(new[-1]) == eos
+            out.append(
+                Generation(
+                    text=tokenizer.decode(new, skip_special_tokens=True),
+                    model=self.model,
+                    sampling=sampling.as_dict(),
+                    prompt_tokens=int(length),
+                    completion_tokens=int(len(new)),
+                    finish_reason="stop" if stopped else "length",
+                    backend=self.backend,
+                    seconds=round(time.perf_counter() - started, 4),
+                )
+            )
+        return out

@@ -1,0 +1,67 @@
+"""In-process vLLM: every prompt of a batch goes to one `LLM.chat()` call.
+
+Engine arguments (dtype, max_model_len, tensor_parallel_size, gpu_memory_utilization,
+limit_mm_per_prompt, enforce_eager, ...) come from the pipeline YAML unchanged. vLLM starts a
+separate engine process: a script that creates this generator needs an
+`if __name__ == "__main__":` guard. vLLM is imported only here.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ragvqa.errors import UserError
+from ragvqa.generate.base import Sampling, openai_messages
+from ragvqa.types import ChatPrompt, Generation
+
+
+class VLLMGenerator:
+    """A vLLM engine in this process."""
+
+    backend = "vllm"
+
+    def __init__(self, model: str, **engine_args: Any):
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise UserError("vLLM is not installed: pip install 'ragvqa[gpu]' (or [cpu])") from None
+        self.model = model
+        engine_args.setdefault("trust_remote_code", False)
+        try:
+            self.llm = LLM(model=model, **engine_args)
+        except (OSError, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UserError(f"vLLM cannot load {model!r} ({first})") from None
+
+    def tokenizer(self) -> Any:
+        return self.llm.get_tokenizer()
+
+    def generate(self, prompts: list[ChatPrompt], sampling: Sampling) -> list[Generation]:
+        from vllm import SamplingParams
+
+        if not prompts:
+            return []
+        params = SamplingParams(
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            seed=sampling.seed,
+            stop=list(sampling.stop) or None,
+        )
+        started = time.perf_counter()
+        outputs = self.llm.chat([openai_messages(p) for p in prompts], params, use_tqdm=False)
+        seconds = (time.perf_counter() - started) / len(prompts)
+        return [
+            Generation(
+                text=out.outputs[0].text,
+                model=self.model,
+                sampling=sampling.as_dict(),
+                prompt_tokens=len(out.prompt_token_ids or ()),
+                completion_tokens=len(out.outputs[0].token_ids),
+                finish_reason=str(out.outputs[0].finish_reason),
+                backend=self.backend,
+                seconds=round(seconds, 4),
+            )
+            for out in outputs
+        ]
