@@ -62,3 +62,21 @@ DATASET_LOADERS = Registry(
         "m2kr": "ragvqa.data.m2kr:load_m2kr",
     },
 )
+
+RERANKERS = Registry(
+    "reranker",
+    {
+        "ret_sections": "ragvqa.rerank.ret_sections:RetSectionReranker",
+        "cross_encoder": "ragvqa.rerank.cross_encoder:CrossEncoderReranker",
+        "entity_choice": "ragvqa.rerank.entity_choice:EntityChoiceReranker",
+    },
+)
+
+GENERATORS = Registry(
+    "generator",
+    {
+        "vllm": "ragvqa.generate.vllm_backend:VLLMGenerator",
+        "openai": "ragvqa.generate.openai_backend:OpenAIGenerator",
+        "transformers": "ragvqa.generate.hf_backend:TransformersGenerator",
+    },
+)

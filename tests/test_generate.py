@@ -14,7 +14,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from llm_fixtures import tiny_llama, tiny_llava
+from llm_fixtures import tiny_llava
 from PIL import Image
 
 from ragvqa.generate.base import GenerationError, Sampling, openai_messages
@@ -29,24 +29,6 @@ QUESTIONS = [
     "what is the conservation status?",
     "which river does the bridge cross?",
 ]
-
-
-@pytest.fixture(scope="session")
-def llama(tmp_path_factory):
-    return tiny_llama(tmp_path_factory.mktemp("llama"))
-
-
-@pytest.fixture(scope="session")
-def vllm_engine(llama):
-    from ragvqa.generate.vllm_backend import VLLMGenerator
-
-    return VLLMGenerator(
-        str(llama),
-        dtype="float32",
-        max_model_len=256,
-        enforce_eager=True,
-        gpu_memory_utilization=0.15,
-    )
 
 
 @pytest.fixture(scope="session")

@@ -27,11 +27,12 @@ import numpy as np
 
 from ragvqa.index import faiss_index as fx
 
+NLIST, NPROBE = 4096, 64
 KINDS = {
     "flat": lambda d: fx.FaissParams(kind="flat"),
-    "ivfpq": lambda d: fx.FaissParams(kind="ivfpq", nlist=4096, m=min(64, d // 2), nprobe=64),
+    "ivfpq": lambda d: fx.FaissParams(kind="ivfpq", nlist=NLIST, m=min(64, d // 2), nprobe=NPROBE),
     "ivfpq+refine": lambda d: fx.FaissParams(
-        kind="ivfpq", nlist=4096, m=min(64, d // 2), nprobe=64, refine=10
+        kind="ivfpq", nlist=NLIST, m=min(64, d // 2), nprobe=NPROBE, refine=10
     ),
     "hnsw": lambda d: fx.FaissParams(kind="hnsw", hnsw_m=32, ef_construction=80, ef_search=128),
 }
@@ -103,7 +104,10 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2_000_000)
     parser.add_argument("--dims", type=int, nargs="*", default=[128, 768])
     parser.add_argument("--kinds", nargs="*", default=list(KINDS))
+    parser.add_argument("--nlist", type=int, default=NLIST)
+    parser.add_argument("--nprobe", type=int, default=NPROBE)
     args = parser.parse_args()
+    globals().update(NLIST=args.nlist, NPROBE=args.nprobe)
     import faiss
 
     runs = []

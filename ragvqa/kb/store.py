@@ -140,6 +140,17 @@ class KBStore:
             raise UserError(f"unknown passage id {passage_id!r}", path=str(self.folder))
         return self._ids[passage_id]
 
+    def page_passages(self, page_id: str, limit: int = 1000) -> list[Passage]:
+        """All passages of a page (its rows are consecutive; ids "<page id>#<n>")."""
+        try:
+            start = self.row_of(f"{page_id}#0")
+        except UserError:
+            return []
+        end = min(start + limit, len(self))
+        ids = self.table[start:end]["page_id"]
+        count = next((i for i, p in enumerate(ids) if p != page_id), len(ids))
+        return self.passages(range(start, start + count))
+
     def iter_passages(self, batch_size: int = 1024) -> Iterator[tuple[int, list[Passage]]]:
         """(first row, passages) batches in row order."""
         for start in range(0, len(self), batch_size):

@@ -1,0 +1,1 @@
+"""Rerankers: reorder first-stage results before the reader sees them."""
