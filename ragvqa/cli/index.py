@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from ragvqa.cli.common import print_json, stderr, user_errors
+from ragvqa.cli.common import show_mapping, stderr, user_errors
 
 app = typer.Typer(help="Build, inspect and verify passage indexes.", no_args_is_help=True)
 
@@ -89,31 +88,10 @@ def info(
 ) -> None:
     """What an index was built from, and its size."""
     with user_errors():
-        from ragvqa.index.manifest import read_manifest
+        from ragvqa.index.manifest import read_manifest, summary
 
-        manifest = read_manifest(folder)
-        keys = (
-            "encoder",
-            "vectors_per_document",
-            "dim",
-            "documents",
-            "index_vectors",
-            "kb",
-            "faiss",
-            "doc_template",
-            "created",
-            "build_seconds",
-            "images",
-        )
-        data = {k: manifest.get(k) for k in keys}
-        data["bytes"] = sum(f["bytes"] for f in manifest["files"].values())
-        if as_json:
-            print_json(data)
-            return
-        table = Table(title=str(folder), show_header=False)
-        for key, value in data.items():
-            table.add_row(key, str(value))
-        stderr.print(table)
+        data = summary(read_manifest(folder))
+        show_mapping(str(folder), data, as_json)
 
 
 @app.command("verify")

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from ragvqa.cli.common import print_json, stderr, user_errors
+from ragvqa.cli.common import show_mapping, stderr, user_errors
 
 app = typer.Typer(help="Build and inspect knowledge bases.", no_args_is_help=True)
 
@@ -64,10 +63,4 @@ def info(
         from ragvqa.kb.store import KBStore
 
         data = KBStore(folder).info()
-        if as_json:
-            print_json(data)
-            return
-        table = Table(title=str(folder), show_header=False)
-        for key, value in data.items():
-            table.add_row(key, str(value))
-        stderr.print(table)
+        show_mapping(str(folder), data, as_json)

@@ -73,6 +73,28 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     return manifest
 
 
+SUMMARY_KEYS = (
+    "encoder",
+    "vectors_per_document",
+    "dim",
+    "documents",
+    "index_vectors",
+    "kb",
+    "faiss",
+    "doc_template",
+    "created",
+    "build_seconds",
+    "images",
+)
+
+
+def summary(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What `index info` shows: provenance, shape, counts, and total bytes on disk."""
+    data = {k: manifest.get(k) for k in SUMMARY_KEYS}
+    data["bytes"] = sum(f["bytes"] for f in manifest["files"].values())
+    return data
+
+
 def check_files(folder: Path, manifest: dict[str, Any], *, hashes: bool) -> None:
     """Every file exists with its recorded size (and sha256 when `hashes`)."""
     for name, meta in manifest["files"].items():

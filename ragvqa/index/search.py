@@ -15,7 +15,13 @@ import numpy as np
 from ragvqa.errors import UserError
 from ragvqa.index import faiss_index as fx
 from ragvqa.index.build import FAISS_FILE, VECTORS_FILE
-from ragvqa.index.manifest import check_encoder, check_files, check_kb, read_manifest
+from ragvqa.index.manifest import (
+    check_encoder,
+    check_files,
+    check_kb,
+    read_manifest,
+    summary,
+)
 from ragvqa.kb.store import KBStore
 from ragvqa.types import RetrievalResult, RetrievedPassage
 
@@ -111,17 +117,4 @@ class PassageIndex:
         return results
 
     def info(self) -> dict[str, Any]:
-        keys = (
-            "encoder",
-            "vectors_per_document",
-            "dim",
-            "documents",
-            "index_vectors",
-            "kb",
-            "faiss",
-            "doc_template",
-            "created",
-            "build_seconds",
-            "images",
-        )
-        return {k: self.manifest.get(k) for k in keys}
+        return summary(self.manifest)
