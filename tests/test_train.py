@@ -194,7 +194,10 @@ def test_cli_train_bad_pairs(tiny_init, tmp_path):
         ],
     )
     assert result.exit_code == 2
-    assert result.stderr.strip() == f"error: {bad}:2: each side needs a text or an image"
+    assert result.stderr.strip() == (
+        f"error: {bad}:2: each side needs a text or an image "
+        "(fields: query, query_image, document, document_image)"
+    )
 
 
 def test_two_process_training_equals_one_process_with_the_global_batch(task, tmp_path):

@@ -46,7 +46,12 @@ def load_pairs(path: str | Path, image_root: str | Path | None = None) -> list[P
             entity_id=text["entity_id"] or f"#{line}",
         )
         if not (pair.query or pair.query_image) or not (pair.document or pair.document_image):
-            raise UserError("each side needs a text or an image", path=str(path), line=line)
+            raise UserError(
+                "each side needs a text or an image (fields: query, query_image, document, "
+                "document_image)",
+                path=str(path),
+                line=line,
+            )
         pairs.append(pair)
     if not pairs:
         raise UserError("no training pairs", path=str(path))
