@@ -80,12 +80,8 @@ def write_evqa_csv(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def build_bem(out: Path, *, type_vocab_size: int = 3, bias: tuple[float, float] = (0.0, 0.0)):
-    """A tiny random BERT classifier saved in HF format with a real WordPiece vocab.
-
-    The classifier's weight is zeroed and its bias set, so P(equivalent) = softmax(bias)[1]
-    for every input: the tests know the BEM decision by hand.
-    """
+def build_bert_classifier(out: Path, *, num_labels: int, type_vocab_size: int = 2):
+    """A tiny random BERT classifier saved in HF format with a real WordPiece vocabulary."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
@@ -103,9 +99,19 @@ def build_bem(out: Path, *, type_vocab_size: int = 3, bias: tuple[float, float] 
         intermediate_size=64,
         max_position_embeddings=512,
         type_vocab_size=type_vocab_size,
-        num_labels=2,
+        num_labels=num_labels,
     )
     model = BertForSequenceClassification(config)
+    model.save_pretrained(out, safe_serialization=True)
+    return model
+
+
+def build_bem(out: Path, *, type_vocab_size: int = 3, bias: tuple[float, float] = (0.0, 0.0)):
+    """A tiny BEM: the classifier's weight is zeroed and its bias set, so
+    P(equivalent) = softmax(bias)[1] for every input: the tests know the decision by hand."""
+    import torch
+
+    model = build_bert_classifier(out, num_labels=2, type_vocab_size=type_vocab_size)
     with torch.no_grad():
         model.classifier.weight.zero_()
         model.classifier.bias.copy_(torch.tensor(bias))

@@ -112,21 +112,9 @@ def test_entity_choice_with_a_real_reader(vllm_engine):
 
 
 def test_cross_encoder_scores_and_fusion(tmp_path):
-    from conftest import BEM_VOCAB
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+    from conftest import build_bert_classifier
 
-    (tmp_path / "vocab.txt").write_text("\n".join(BEM_VOCAB) + "\n")
-    BertTokenizerFast(vocab=str(tmp_path / "vocab.txt")).save_pretrained(tmp_path)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(BEM_VOCAB),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=1,
-    )
-    BertForSequenceClassification(config).save_pretrained(tmp_path, safe_serialization=True)
+    build_bert_classifier(tmp_path, num_labels=1)
     reranker = RERANKERS.get("cross_encoder")(str(tmp_path), alpha=0.25, device="cpu")
     texts = ["Alpha: text of a#0", "Beta: text of b#0", "Gamma: text of c#0"]
     scores = reranker.scores("what is it?", texts)

@@ -56,10 +56,8 @@ def test_lr_schedule():
     assert lr_factor(10, 4, 10) == pytest.approx(0.0)
 
 
-@pytest.fixture(scope="module")
-def tiny_init(tmp_path_factory):
-    """A tiny random retriever (one pooled vector, shared head) saved in ragvqa's format."""
-    folder = tmp_path_factory.mktemp("tiny_init")
+def _tiny_config(query_instruction: str = "", **head_settings) -> RetrieverConfig:
+    """Tiny towers, one shared head tapping layers 1-3, one pooled 32-d vector."""
     torch.manual_seed(0)
     head = HeadConfig(
         (1, 2, 3),
@@ -68,11 +66,18 @@ def tiny_init(tmp_path_factory):
         num_queries=4,
         output_vectors=1,
         proj_size=32,
-        dropout=0.05,
+        **head_settings,
     )
-    config = RetrieverConfig(
-        dict(TEXT), dict(VISION), query=head, document=None, query_instruction="find:"
+    return RetrieverConfig(
+        dict(TEXT), dict(VISION), query=head, document=None, query_instruction=query_instruction
     )
+
+
+@pytest.fixture(scope="module")
+def tiny_init(tmp_path_factory):
+    """A tiny random retriever (one pooled vector, shared head) saved in ragvqa's format."""
+    folder = tmp_path_factory.mktemp("tiny_init")
+    config = _tiny_config(dropout=0.05, query_instruction="find:")
     tokenizer = clip_tokenizer(folder / "tok")
     tokenizer.add_tokens([*COLOURS, *SHAPES])  # whole-word tokens for the descriptions
     processor = RetProcessor(tokenizer, image_processor())
@@ -208,18 +213,7 @@ def test_two_process_training_equals_one_process_with_the_global_batch(task, tmp
     import subprocess
     import sys
 
-    torch.manual_seed(0)
-    head = HeadConfig(
-        (1, 2, 3),
-        (1, 2, 3),
-        hidden_size=64,
-        num_queries=4,
-        output_vectors=1,
-        proj_size=32,
-        dropout=0.0,
-        attention_dropout=0.0,
-    )
-    config = RetrieverConfig(dict(TEXT), dict(VISION), query=head, document=None)
+    config = _tiny_config(dropout=0.0, attention_dropout=0.0)
     init = save_retriever(
         RetRetriever(config),
         tmp_path / "init",
