@@ -60,17 +60,14 @@ def tokenizer(folder: Path, extra_special: tuple[str, ...] = ()):
     return tok
 
 
-def tiny_llama(folder: Path) -> Path:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+def _llama_config(tok, hidden: int, **extra):
+    """A 2-layer Llama config with 2 heads, sized to `tok`'s vocabulary and special tokens."""
+    from transformers import LlamaConfig
 
-    folder.mkdir(parents=True, exist_ok=True)
-    tok = tokenizer(folder)
-    torch.manual_seed(0)
-    config = LlamaConfig(
+    return LlamaConfig(
         vocab_size=len(tok),
-        hidden_size=128,
-        intermediate_size=256,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
         num_hidden_layers=2,
         num_attention_heads=2,
         num_key_value_heads=2,
@@ -78,8 +75,18 @@ def tiny_llama(folder: Path) -> Path:
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=False,
+        **extra,
     )
+
+
+def tiny_llama(folder: Path) -> Path:
+    import torch
+    from transformers import LlamaForCausalLM
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tok = tokenizer(folder)
+    torch.manual_seed(0)
+    config = _llama_config(tok, 128, tie_word_embeddings=False)
     LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
     return folder
 
@@ -89,7 +96,6 @@ def tiny_llava(folder: Path) -> Path:
     from transformers import (
         CLIPImageProcessor,
         CLIPVisionConfig,
-        LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
         LlavaProcessor,
@@ -105,18 +111,7 @@ def tiny_llava(folder: Path) -> Path:
         image_size=32,
         patch_size=8,
     )
-    text = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
+    text = _llama_config(tok, 64)
     config = LlavaConfig(
         vision_config=vision,
         text_config=text,

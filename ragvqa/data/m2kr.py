@@ -20,7 +20,7 @@ M2KR_REPO = "BByrneLab/multi_task_multi_modal_knowledge_retrieval_benchmark_M2KR
 CONFIGS = {"infoseek": "Infoseek_data", "evqa": "EVQA_data"}
 
 
-def _load_rows(source: str, config: str, split: str) -> Any:
+def load_rows(source: str, config: str, split: str) -> Any:
     import datasets
 
     local = Path(source)
@@ -70,7 +70,7 @@ def load_m2kr(
     if dataset not in CONFIGS:
         raise UserError(f"unknown M2KR dataset {dataset!r} (expected infoseek or evqa)")
     config = CONFIGS[dataset]
-    rows = _load_rows(source, config, split)
+    rows = load_rows(source, config, split)
     root = Path(image_root) if image_root is not None else None
     return [
         _example(dataset, row, i, root, f"{source}/{config}/{split}:{i}")

@@ -96,10 +96,10 @@ def encode_shards(
         return ranges
     if params.engine != "local":
         raise UserError(f"unknown engine {params.engine!r} (local or ray)")
-    from ragvqa.models.encode import _progress
+    from ragvqa.models.encode import ProgressBar
 
     rows = sum(ranges[i][1] - ranges[i][0] for i in todo)
-    with _progress(progress and rows > 0, rows, "encoding passages") as advance:
+    with ProgressBar(progress and rows > 0, rows, "encoding passages") as advance:
         for i in todo:
             start, end = ranges[i]
             docs = [

@@ -172,9 +172,9 @@ def read_ret_m2kr(source: Source) -> Iterator[Entry]:
 def read_m2kr(source: str, subset: str, split: str) -> Iterator[Entry]:
     """M2KR passages (`passage_id`, `passage_content`, optional `title`) from the hub or a
     local folder in the hub's layout (`<source>/<subset>/<split>-*.parquet`)."""
-    from ragvqa.data.m2kr import _load_rows
+    from ragvqa.data.m2kr import load_rows
 
-    for index, row in enumerate(_load_rows(source, subset, split)):
+    for index, row in enumerate(load_rows(source, subset, split)):
         pid, text = row.get("passage_id"), row.get("passage_content")
         if pid is None or not isinstance(text, str):
             yield Skipped(

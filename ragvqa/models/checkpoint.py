@@ -202,7 +202,7 @@ def map_official_state(state: dict[str, Any], model: Any) -> dict[str, Any]:
         if side == "query_model" and tower in towers:
             if inner.startswith(tower + ".") and inner not in tower_keys[tower]:
                 inner = inner[len(tower) + 1 :]  # transformers 4 nested its towers one deeper
-            if inner.endswith("position_ids") or _unbuilt_block(inner, towers[tower]):
+            if inner.endswith("position_ids") or unbuilt_block(inner, towers[tower]):
                 continue
             out[f"{tower}.{inner}"] = value
         elif side == "query_model":
@@ -214,7 +214,7 @@ def map_official_state(state: dict[str, Any], model: Any) -> dict[str, Any]:
     return with_shared_head(out, model.config)
 
 
-def _unbuilt_block(inner: str, tower: Any) -> bool:
+def unbuilt_block(inner: str, tower: Any) -> bool:
     parts = inner.split(".")
     if len(parts) > 2 and parts[0] == "encoder" and parts[1] == "layers" and parts[2].isdigit():
         return int(parts[2]) >= len(tower.encoder.layers)

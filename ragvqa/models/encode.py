@@ -131,7 +131,7 @@ class RetEncoder:
         device, dtype = self.model.device, self.model.dtype
         with (
             ThreadPoolExecutor(self.image_workers) as pool,
-            _progress(self.progress, len(texts), f"encoding {side}s") as advance,
+            ProgressBar(self.progress, len(texts), f"encoding {side}s") as advance,
         ):
             # images of the next batch load while the model runs on this one
             submit = lambda batch: [pool.submit(self._prepare, images[i]) for i in batch]  # noqa: E731
@@ -161,7 +161,7 @@ class RetEncoder:
         return out
 
 
-class _progress:
+class ProgressBar:
     """A rich progress bar on stderr (shown for more than one batch unless told otherwise)."""
 
     def __init__(self, enabled: bool | None, total: int, label: str):

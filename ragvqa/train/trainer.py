@@ -107,7 +107,7 @@ def init_towers(model: Any, source: str) -> None:
     """Copy pretrained CLIP tower weights (a hub id or folder) into the model's towers."""
     from transformers import CLIPTextModel, CLIPVisionModel
 
-    from ragvqa.models.checkpoint import _unbuilt_block
+    from ragvqa.models.checkpoint import unbuilt_block
 
     try:
         pretrained = {
@@ -121,7 +121,7 @@ def init_towers(model: Any, source: str) -> None:
             "CLIP checkpoint) or --towers random"
         ) from None
     for name, tower in (("text", model.text_model), ("vision", model.vision_model)):
-        state = {k: v for k, v in pretrained[name].items() if not _unbuilt_block(k, tower)}
+        state = {k: v for k, v in pretrained[name].items() if not unbuilt_block(k, tower)}
         tower.load_state_dict(state, strict=True)
 
 
