@@ -132,11 +132,18 @@ def bem_no_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def llama(tmp_path_factory):
-    """A tiny Llama chat model (HF format, real tokenizer) built once per session."""
-    from llm_fixtures import tiny_llama
+def world(tmp_path_factory) -> dict[str, Path]:
+    """The offline demo world (`ragvqa.fixtures.world`), built once per session (~10 s)."""
+    from ragvqa.fixtures.world import build_world
 
-    return tiny_llama(tmp_path_factory.mktemp("llama"))
+    return build_world(tmp_path_factory.mktemp("world") / "w")
+
+
+@pytest.fixture(scope="session")
+def llama(world) -> Path:
+    """A tiny Llama chat model (HF format, real tokenizer): the demo world's reader, so one
+    vLLM engine serves every test."""
+    return world["root"] / "models" / "reader"
 
 
 @pytest.fixture(scope="session")
@@ -147,7 +154,7 @@ def vllm_engine(llama):
     engine = VLLMGenerator(
         str(llama),
         dtype="float32",
-        max_model_len=256,
+        max_model_len=512,
         enforce_eager=True,
         gpu_memory_utilization=0.15,
     )

@@ -17,53 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-TEXT = {
-    "vocab_size": 128,
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 4,
-    "num_attention_heads": 2,
-    "max_position_embeddings": 77,
-    "bos_token_id": 0,
-    "eos_token_id": 1,
-    "pad_token_id": 1,
-    "hidden_act": "quick_gelu",
-}
-VISION = {
-    "hidden_size": 48,
-    "intermediate_size": 96,
-    "num_hidden_layers": 4,
-    "num_attention_heads": 2,
-    "image_size": 32,
-    "patch_size": 8,
-    "hidden_act": "quick_gelu",
-}
-# A layer strategy of the official table that fits 4-layer towers does not exist, so the tiny
-# checkpoints use ragvqa's config for taps; the official config uses "clip_vit_b" with
-# 12-layer towers (see `official_tiny`).
-LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789?.,:"
-
-
-def clip_tokenizer(folder: Path):
-    """A real CLIP BPE tokenizer with a tiny vocabulary (characters and a few merges)."""
-    from transformers import CLIPTokenizer
-
-    folder.mkdir(parents=True, exist_ok=True)
-    merges = ["t h", "th e</w>", "i n", "r e"]
-    tokens = ["<|startoftext|>", "<|endoftext|>"]
-    tokens += list(LETTERS) + [c + "</w>" for c in LETTERS] + ["th", "the</w>", "in", "re"]
-    vocab = {t: i for i, t in enumerate(tokens)}
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    tok = CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"))
-    tok.model_max_length = 77
-    return tok
-
-
-def image_processor():
-    from transformers import CLIPImageProcessor
-
-    return CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+from ragvqa.fixtures.models import TEXT, VISION, clip_tokenizer, image_processor  # noqa: F401
 
 
 def official_tiny(

@@ -14,9 +14,9 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from llm_fixtures import tiny_llava
 from PIL import Image
 
+from ragvqa.fixtures.models import tiny_llava
 from ragvqa.generate.base import GenerationError, Sampling, openai_messages
 from ragvqa.generate.context import chat_token_counter, fit_prompt
 from ragvqa.prompts import PromptLibrary

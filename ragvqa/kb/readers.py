@@ -108,7 +108,14 @@ def _evqa_page(url: str, entry: Any) -> Entry:
             by_section.setdefault(index, []).append(image_url)
     pairs = enumerate(zip(titles, texts, strict=True))
     sections = tuple(KBSection(t, x, tuple(by_section.get(i, ()))) for i, (t, x) in pairs)
-    return KBPage(page_id=url, title=title, sections=sections, image_urls=tuple(urls))
+    qid = entry.get("wikidata_id")  # not in the official file; KBs that add it get entity ids
+    return KBPage(
+        page_id=url,
+        title=title,
+        sections=sections,
+        entity_id=qid if isinstance(qid, str) else "",
+        image_urls=tuple(urls),
+    )
 
 
 def read_evqa(source: Source) -> Iterator[Entry]:

@@ -90,6 +90,7 @@ class KBStore:
             raise UserError("kb.json is not a ragvqa KB manifest", path=str(manifest))
         self._table: Any = None
         self._ids: dict[str, int] | None = None
+        self._entities: dict[str, str] | None = None
 
     @property
     def table(self) -> Any:
@@ -150,6 +151,16 @@ class KBStore:
         ids = self.table[start:end]["page_id"]
         count = next((i for i, p in enumerate(ids) if p != page_id), len(ids))
         return self.passages(range(start, start + count))
+
+    def page_of_entity(self, entity_id: str) -> str | None:
+        """The page of an entity id (e.g. a Wikidata QID), if the KB records entity ids (the
+        map is built on first use from the entity_id column)."""
+        if self._entities is None:
+            self._entities = {}
+            for entity, page in zip(self.table["entity_id"], self.table["page_id"], strict=True):
+                if entity:
+                    self._entities.setdefault(entity, page)
+        return self._entities.get(entity_id)
 
     def iter_passages(self, batch_size: int = 1024) -> Iterator[tuple[int, list[Passage]]]:
         """(first row, passages) batches in row order."""

@@ -83,6 +83,7 @@ class RetEncoder:
         self.model, self.processor = model, processor
         self.batch_size, self.image_workers, self.progress = batch_size, image_workers, progress
         self.stats = EncodeStats()
+        self.last_present: Any = None  # per input of the last call: 1.0 when its image was used
 
     @classmethod
     def from_pretrained(
@@ -122,6 +123,7 @@ class RetEncoder:
 
         head = self.model.config.head(side)
         out = np.zeros((len(texts), head.output_vectors, head.output_dim), dtype=np.float32)
+        self.last_present = np.zeros(len(texts), dtype=np.float32)
         if not texts:
             return out
         ids = self.processor.token_ids(texts)
@@ -157,6 +159,7 @@ class RetEncoder:
                         image_mask=image_mask.to(device=device, dtype=dtype),
                     )
                 out[batch] = feats.float().cpu().numpy()
+                self.last_present[batch] = [present for _, present in prepared]
                 advance(len(batch))
         return out
 

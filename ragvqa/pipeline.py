@@ -1,0 +1,332 @@
+"""A pipeline: the YAML that names a system's components, and the object that runs them.
+
+A pipeline file (see pipelines/README.md) has the sections `encoder`, `kb`, `index`,
+`retrieval`, `rerank` and `reader`; `base:` inheritance and `a.b=c` overrides come from
+`ragvqa.config`. Relative paths are read against the file's folder; `${RAGVQA_CACHE}` is the cache
+root (env `RAGVQA_CACHE`, default `~/.cache/ragvqa`). A model that is not a local path is a hub id.
+
+Components are built on first use, so `ragvqa answer` on a cached index never loads a KB
+builder, and a run that only re-renders prompts never loads the encoder. A KB or index that is
+missing is built on first use when the file says where from (`kb.source`); otherwise the error
+says which path is missing and how to build it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ragvqa.config import build, load_config
+from ragvqa.errors import UserError
+from ragvqa.generate.base import Sampling
+from ragvqa.registry import GENERATORS, RERANKERS
+from ragvqa.types import ChatPrompt, Generation, RetrievalResult, VQAQuery
+
+SECTIONS = ("name", "notice", "encoder", "kb", "index", "retrieval", "rerank", "reader")
+DEFAULT_PIPELINE = Path(__file__).resolve().parent.parent / "pipelines" / "default.yaml"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("RAGVQA_CACHE") or Path.home() / ".cache" / "ragvqa").expanduser()
+
+
+def digest(obj: Any) -> str:
+    """A short stable hash of a JSON-able value (stage cache keys)."""
+    text = json.dumps(obj, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ReaderSettings:
+    """How the reader is prompted: template, evidence count, image on/off, decoding."""
+
+    prompt: str = "answer/evidence_short@1"
+    passages: int = 1
+    images: bool = True
+    sampling: Sampling = Sampling()
+    context: int | None = None
+    batch_size: int = 64
+
+
+class Pipeline:
+    """The components of one pipeline file, built lazily, with one method per stage."""
+
+    def __init__(self, config: dict[str, Any], folder: Path, *, name: str = ""):
+        unknown = sorted(set(config) - set(SECTIONS))
+        if unknown:
+            raise UserError(
+                f"unknown pipeline section(s) {unknown} (known: {', '.join(SECTIONS)})",
+                path=name or None,
+            )
+        self.config, self.folder, self.name = config, folder, name or config.get("name", "")
+        self.reader_settings = self._reader_settings(config.get("reader") or {})
+        retrieval = config.get("retrieval") or {}
+        self.top_k = int(retrieval.get("top_k", 20))
+        self.one_per_page = bool(retrieval.get("one_per_page", True))
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: Sequence[str] = ()) -> Pipeline:
+        file = Path(path) if path else DEFAULT_PIPELINE
+        config = load_config(file, tuple(overrides))
+        return cls(config, file.resolve().parent, name=str(file))
+
+    # -- settings ----------------------------------------------------------------------------
+    def _reader_settings(self, reader: dict[str, Any]) -> ReaderSettings:
+        sampling = dict(reader.get("sampling") or {})
+        if "stop" in sampling:
+            sampling["stop"] = tuple(sampling["stop"] or ())
+        try:
+            return ReaderSettings(
+                prompt=str(reader.get("prompt", ReaderSettings.prompt)),
+                passages=int(reader.get("passages", 1)),
+                images=bool(reader.get("images", True)),
+                sampling=Sampling(**sampling),
+                context=reader.get("context"),
+                batch_size=int(reader.get("batch_size", 64)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"reader settings: {exc}", path=self.name or None) from None
+
+    def path(self, value: str) -> str:
+        """A path from the file: ${RAGVQA_CACHE} expanded, relative to the file's folder."""
+        text = os.path.expanduser(str(value).replace("${RAGVQA_CACHE}", str(cache_root())))
+        return str(Path(text) if Path(text).is_absolute() else (self.folder / text).resolve())
+
+    def model_ref(self, value: str) -> str:
+        """A local model folder (relative to the file) when it exists, else a hub id."""
+        local = self.path(value)
+        return local if Path(local).exists() else str(value)
+
+    def section(self, name: str) -> dict[str, Any]:
+        value = self.config.get(name)
+        if not isinstance(value, dict):
+            raise UserError(f"the pipeline has no '{name}' section", path=self.name or None)
+        return value
+
+    def check(self) -> None:
+        """Fail now, before any model loads, on unknown component types or templates."""
+        rerank = self.config.get("rerank")
+        if rerank:
+            RERANKERS.get(str(rerank.get("type")))
+        GENERATORS.get(str((self.section("reader").get("generator") or {}).get("type")))
+        _ = self.template
+        for name in ("encoder", "kb", "index"):
+            self.section(name)
+
+    def with_prompt(self, ref: str) -> Pipeline:
+        """The same pipeline with another answer template (components are shared)."""
+        other = object.__new__(Pipeline)
+        other.__dict__.update(self.__dict__)
+        other.reader_settings = replace(self.reader_settings, prompt=ref)
+        other.__dict__.pop("template", None)
+        return other
+
+    # -- components --------------------------------------------------------------------------
+    @cached_property
+    def encoder(self) -> Any:
+        from ragvqa.models.encode import RetEncoder
+
+        spec = self.section("encoder")
+        return RetEncoder.from_pretrained(
+            self.model_ref(spec["model"]),
+            device=spec.get("device"),
+            dtype=_dtype(spec.get("dtype")),
+            batch_size=int(spec.get("batch_size", 64)),
+        )
+
+    @cached_property
+    def kb(self) -> Any:
+        from ragvqa.kb.store import MANIFEST, KBStore
+
+        spec = self.section("kb")
+        folder = Path(self.path(spec["path"]))
+        if not (folder / MANIFEST).is_file() and spec.get("source"):
+            self._build_kb(folder, dict(spec["source"]))
+        return KBStore(folder)
+
+    def _build_kb(self, folder: Path, source: dict[str, Any]) -> None:
+        from ragvqa.hub import resolve_input
+        from ragvqa.kb.build import BuildParams, build_kb
+
+        source["input"] = resolve_input(str(source.get("input", "")), self)
+        for key in ("images_dir", "images_map"):
+            if source.get(key):
+                source[key] = self.path(source[key])
+        try:
+            params = BuildParams(**source)
+        except TypeError as exc:
+            raise UserError(f"kb.source: {exc}", path=self.name or None) from None
+        folder.mkdir(parents=True, exist_ok=True)
+        build_kb(params, folder)
+
+    @cached_property
+    def index(self) -> Any:
+        from ragvqa.index.manifest import MANIFEST, encoder_identity
+        from ragvqa.index.search import PassageIndex
+
+        spec = self.section("index")
+        folder = Path(self.path(spec["path"]))
+        if not (folder / MANIFEST).is_file() and spec.get("build", True):
+            self._build_index(folder, spec)
+        return PassageIndex(folder, self.kb, encoder_identity=encoder_identity(self.encoder.model))
+
+    def _build_index(self, folder: Path, spec: dict[str, Any]) -> None:
+        from ragvqa.index import faiss_index as fx
+        from ragvqa.index.build import DEFAULT_TEMPLATE, IndexParams, build_index
+
+        kb_folder = self.kb.folder  # builds the KB first when it is missing
+        params = IndexParams(
+            kb=str(kb_folder),
+            encoder=self.model_ref(self.section("encoder")["model"]),
+            faiss=fx.FaissParams(**(spec.get("faiss") or {})),
+            doc_template=spec.get("doc_template", DEFAULT_TEMPLATE),
+            batch_size=int(self.section("encoder").get("batch_size", 64)),
+        )
+        build_index(params, folder, device=self.section("encoder").get("device"))
+
+    @cached_property
+    def generator(self) -> Any:
+        # a null setting removes what a base file set ("limit_mm_per_prompt: null")
+        spec = {
+            k: v
+            for k, v in (self.section("reader").get("generator") or {}).items()
+            if v is not None
+        }
+        if "model" in spec:
+            spec["model"] = self.model_ref(spec["model"])
+        return build(GENERATORS, spec)
+
+    @cached_property
+    def prompts(self) -> Any:
+        from ragvqa.prompts import PromptLibrary
+
+        return PromptLibrary()
+
+    @cached_property
+    def template(self) -> Any:
+        return self.prompts.get(self.reader_settings.prompt)
+
+    @cached_property
+    def reranker(self) -> Any:
+        spec = self.config.get("rerank")
+        if not spec:
+            return None
+        spec = dict(spec)
+        kind = spec.get("type")
+        if kind == "ret_sections":
+            return build(RERANKERS, spec, encoder=self.encoder, kb=self.kb)
+        if kind == "entity_choice":
+            template = self.prompts.get(spec.pop("template", "rerank/entity_choice"))
+            sampling = Sampling(**spec.pop("sampling", {"max_tokens": 8}))
+            return build(
+                RERANKERS, spec, generator=self.generator, template=template, sampling=sampling
+            )
+        if "model" in spec:
+            spec["model"] = self.model_ref(spec["model"])
+        return build(RERANKERS, spec)
+
+    def close(self) -> None:
+        generator = self.__dict__.get("generator")
+        if generator is not None and hasattr(generator, "close"):
+            generator.close()
+
+    # -- identities (stage cache keys) --------------------------------------------------------
+    def encoder_key(self) -> dict[str, Any]:
+        from ragvqa.index.manifest import encoder_identity
+
+        return encoder_identity(self.encoder.model)
+
+    def index_key(self) -> dict[str, Any]:
+        manifest = self.index.manifest
+        return {
+            "files": {k: v["sha256"] for k, v in manifest["files"].items()},
+            "faiss": manifest["faiss"],
+            "kb": manifest["kb"]["fingerprint"],
+        }
+
+    def rerank_key(self) -> Any:
+        spec = self.config.get("rerank")
+        if spec and spec.get("type") == "entity_choice":
+            return {"rerank": spec, "reader": self.section("reader").get("generator")}
+        return spec or None
+
+    def reader_key(self) -> dict[str, Any]:
+        return {
+            "generator": self.section("reader").get("generator"),
+            "template": self.template.ref,
+            "template_hash": self.template.sha256,
+            "settings": {**vars(self.reader_settings), "sampling": self.reader_settings.sampling},
+        }
+
+    # -- stages ------------------------------------------------------------------------------
+    def encode(self, queries: Sequence[VQAQuery]) -> tuple[Any, Any]:
+        """(query vectors [N, n, dim], image present flags [N])."""
+        vectors = self.encoder.encode_queries(queries)
+        return vectors, self.encoder.last_present
+
+    def search(self, query_ids: Sequence[str], vectors: Any) -> list[RetrievalResult]:
+        return self.index.retrieve(
+            list(query_ids), vectors, self.top_k, one_per_page=self.one_per_page
+        )
+
+    def rerank(
+        self, queries: Sequence[VQAQuery], results: Sequence[RetrievalResult]
+    ) -> list[RetrievalResult]:
+        reranker = self.reranker
+        if reranker is None:
+            return list(results)
+        if hasattr(reranker, "rerank_batch"):
+            return reranker.rerank_batch(queries, results, self.top_k)
+        return [reranker.rerank(q, r, self.top_k) for q, r in zip(queries, results, strict=True)]
+
+    def render(self, query: VQAQuery, result: RetrievalResult | None) -> ChatPrompt:
+        """The reader's prompt: the top `passages` of the result, fitted to the context."""
+        settings, template = self.reader_settings, self.template
+        evidence = list(result.passages[: settings.passages]) if result else []
+        image = query.image_path if settings.images else None
+
+        def render(passages: Sequence[Any]) -> ChatPrompt:
+            return template.render(question=query.question, passages=passages, image=image)
+
+        counter, context = self._token_counter()
+        if counter is None or not evidence:
+            return render(evidence)
+        from ragvqa.generate.context import fit_prompt
+
+        return fit_prompt(render, evidence, counter, context, settings.sampling.max_tokens)
+
+    def _token_counter(self) -> tuple[Any, int]:
+        if "_counter" not in self.__dict__:
+            from ragvqa.generate.context import chat_token_counter
+
+            spec = self.section("reader").get("generator") or {}
+            context = self.reader_settings.context or spec.get("max_model_len")
+            tokenizer = getattr(self.generator, "tokenizer", None)
+            counter = None
+            if context and callable(tokenizer):
+                counter = chat_token_counter(tokenizer())
+            self.__dict__["_counter"] = (counter, int(context or 0))
+        return self.__dict__["_counter"]
+
+    def generate(self, prompts: Sequence[ChatPrompt]) -> list[Generation]:
+        return self.generator.generate(list(prompts), self.reader_settings.sampling)
+
+    def extract(self, raw: str) -> str:
+        return self.template.extract_answer(raw)
+
+
+def _dtype(name: str | None) -> Any:
+    if not name:
+        return None
+    import torch
+
+    value = getattr(torch, str(name), None)
+    if not isinstance(value, torch.dtype):
+        raise UserError(f"unknown dtype {name!r} (float32, float16, bfloat16)")
+    return value

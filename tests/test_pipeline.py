@@ -1,0 +1,119 @@
+"""Pipeline files: sections, paths, overrides, shipped pipelines, KB and index built on first
+use, offline errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ragvqa.errors import UserError
+from ragvqa.pipeline import Pipeline
+from ragvqa.types import VQAQuery
+
+PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
+
+
+def test_paths_are_relative_to_the_file_and_hub_ids_stay(world, tmp_path, monkeypatch):
+    pipe = Pipeline.load(world["pipeline"], ["reader.passages=3", "retrieval.top_k=7"])
+    root = world["root"].resolve()
+    assert pipe.model_ref("models/reader") == str(root / "models" / "reader")
+    assert pipe.model_ref("Qwen/Qwen2.5-VL-7B-Instruct") == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert (pipe.reader_settings.passages, pipe.top_k, pipe.reader_settings.images) == (3, 7, False)
+    monkeypatch.setenv("RAGVQA_CACHE", str(tmp_path / "cache"))
+    assert pipe.path("${RAGVQA_CACHE}/kb/x") == str(tmp_path / "cache" / "kb" / "x")
+
+
+def test_unknown_sections_and_settings_are_refused(world, tmp_path):
+    bad = tmp_path / "p.yaml"
+    bad.write_text("encoder: {model: x}\nretrival: {top_k: 3}\n")
+    with pytest.raises(UserError, match=r"unknown pipeline section\(s\) \['retrival'\]"):
+        Pipeline.load(bad)
+    with pytest.raises(UserError, match="reader settings"):
+        Pipeline.load(world["pipeline"], ["reader.sampling.temprature=0.5"])
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in PIPELINES.glob("*.yaml")))
+def test_shipped_pipelines_name_known_components(name):
+    """Every shipped pipeline resolves its base, its components and its template offline."""
+    pipe = Pipeline.load(PIPELINES / name)
+    pipe.check()
+    assert pipe.section("encoder")["model"]
+    assert pipe.template.ref.startswith("answer/")
+
+
+def test_default_pipeline_uses_real_checkpoints_by_hub_id():
+    pipe = Pipeline.load(None)
+    assert pipe.model_ref(pipe.section("encoder")["model"]) == "aimagelab/ReT-CLIP-ViT-L-14"
+    generator = pipe.section("reader")["generator"]
+    assert (generator["type"], generator["model"]) == ("vllm", "Qwen/Qwen2.5-VL-7B-Instruct")
+    assert pipe.section("kb")["source"]["input"].startswith("hf://datasets/")
+
+
+def test_offline_default_kb_fails_in_one_line_naming_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAGVQA_CACHE", str(tmp_path))
+    pipe = Pipeline.load(None)
+    with pytest.raises(UserError) as err:
+        _ = pipe.kb
+    text = str(err.value)
+    assert "\n" not in text and "hf://datasets/aimagelab/ReT-M2KR" in text
+    assert "--set kb.source.input=" in text
+
+
+def test_kb_and_index_are_built_on_first_use(world, tmp_path):
+    """A pipeline whose KB and index folders do not exist builds both from kb.source; the
+    result searches exactly like the world's prebuilt index."""
+    built = tmp_path / "p.yaml"
+    built.write_text(
+        (world["root"] / "pipeline.yaml").read_text()
+        .replace("path: kb", f"path: {tmp_path}/kb\n  source: {{format: evqa, input: "
+                 f"{world['root']}/kb.json, images_dir: {world['root']}/kb_images}}")
+        .replace("path: index", f"path: {tmp_path}/index\n  faiss: {{kind: flat}}")
+        .replace("models/", f"{world['root']}/models/")
+    )  # fmt: skip
+    fresh = Pipeline.load(built)
+    prebuilt = Pipeline.load(world["pipeline"])
+    assert fresh.kb.info()["pages"] == 50 and fresh.kb.fingerprint == prebuilt.kb.fingerprint
+    queries = [VQAQuery("a", "When was this tower built?"), VQAQuery("b", "Which city?")]
+    vectors, present = fresh.encode(queries)
+    assert present.tolist() == [0.0, 0.0]
+    got = fresh.search(["a", "b"], vectors)
+    want = prebuilt.search(["a", "b"], vectors)
+    assert [[p.passage.passage_id for p in r.passages] for r in got] == [
+        [p.passage.passage_id for p in r.passages] for r in want
+    ]
+    assert np.allclose([p.score for p in got[0].passages], [p.score for p in want[0].passages])
+    assert (tmp_path / "index" / "index.json").is_file()
+
+
+def test_render_takes_the_top_passages_and_drops_images_for_text_readers(world, llama):
+    from transformers import AutoTokenizer
+
+    from ragvqa.types import Passage, RetrievalResult, RetrievedPassage
+
+    pipe = Pipeline.load(world["pipeline"], ["reader.context=512"])
+
+    class Tokenizing:  # the real tokenizer of the world's reader, without an engine
+        def tokenizer(self):
+            return AutoTokenizer.from_pretrained(llama)
+
+    pipe.__dict__["generator"] = Tokenizing()
+    passages = tuple(
+        RetrievedPassage(Passage(f"p{i}", f"text {i}", title=f"T{i}", page_id=f"P{i}"), 1 - i, i)
+        for i in range(4)
+    )
+    query = VQAQuery("q", "When?", image_path="/x.jpg")
+    prompt = pipe.render(query, RetrievalResult("q", passages))
+    text = " ".join(m.text for m in prompt.messages)
+    assert "T0" in text and "T1" in text and "T2" not in text
+    assert prompt.images() == [] and prompt.truncated_passages == 0
+    with_images = Pipeline.load(world["pipeline"], ["reader.images=true", "reader.context=2048"])
+    with_images.__dict__["generator"] = Tokenizing()
+    assert with_images.render(query, RetrievalResult("q", passages)).images() == ["/x.jpg"]
+    # a context that fits one passage (154 tokens + 8 to answer) but not two (168) keeps one
+    tight = Pipeline.load(world["pipeline"], ["reader.context=170"])  # 1 passage: 154 tokens
+    tight.__dict__["generator"] = Tokenizing()
+    cut = tight.render(query, RetrievalResult("q", passages))
+    assert cut.truncated_passages >= 1
+    assert "T1" not in " ".join(m.text for m in cut.messages)
