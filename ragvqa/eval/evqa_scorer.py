@@ -10,7 +10,7 @@ type, each 100 * mean rounded to 2 decimals (null for a group with no scored pre
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from ragvqa.data.evqa import QUESTION_TYPES
 from ragvqa.errors import UserError
@@ -86,10 +86,13 @@ def score_evqa(
         )
         for (_, e), hit, bhit in zip(pairs, exact, bem_hit, strict=True)
     )
-    return MetricResult(_aggregate(per_example, bem), per_example, coverage)
+    return MetricResult(aggregate_evqa(per_example, bem), per_example, coverage)
 
 
-def _aggregate(scores: Sequence[ExampleScore], bem: AnswerEquivalence | None) -> dict:
+def aggregate_evqa(
+    scores: Sequence[ExampleScore], bem: AnswerEquivalence | None = None
+) -> dict[str, Any]:
+    """The official metrics of per-question scores: single-hop, two-hop, all, per type."""
     single = [s.score for s in scores if s.question_type != "2_hop"]
     two = [s.score for s in scores if s.question_type == "2_hop"]
     by_type = {t: [s.score for s in scores if s.question_type == t] for t in QUESTION_TYPES}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from ragvqa.errors import UserError
 from ragvqa.eval.coverage import match_predictions
@@ -101,11 +102,13 @@ def score_example(prediction: Prediction, example: BenchmarkExample) -> ExampleS
             )
         value = score_string(prediction.answer, example.answer_eval)
         method = "exact"
-    return ExampleScore(example.example_id, value, example.question_type, _split(example), method)
+    split = split_of(example.split)
+    return ExampleScore(example.example_id, value, example.question_type, split, method)
 
 
-def _split(example: BenchmarkExample) -> str:
-    return "unseen_question" if example.split.endswith("unseen_question") else "unseen_entity"
+def split_of(data_split: str) -> str:
+    """The official split a question counts in: "unseen_question" iff `data_split` ends so."""
+    return "unseen_question" if data_split.endswith("unseen_question") else "unseen_entity"
 
 
 def _mean(values: list[int]) -> float:
@@ -148,11 +151,18 @@ def score_infoseek(
             raise UserError(f"question '{e.example_id}' has no data_split", path=e.source)
     pairs, coverage = match_predictions(predictions, by_id)
     per_example = tuple(score_example(p, e) for p, e in pairs)
-    uq = _split_metrics([s for s in per_example if s.split == "unseen_question"])
-    ue = _split_metrics([s for s in per_example if s.split == "unseen_entity"])
-    metrics = {
+    return MetricResult(
+        metrics=aggregate_infoseek(per_example), per_example=per_example, coverage=coverage
+    )
+
+
+def aggregate_infoseek(scores: Sequence[ExampleScore]) -> dict[str, Any]:
+    """The official metrics of per-question scores (`split` already "unseen_question" or
+    "unseen_entity"): per-split scores and their harmonic mean, rounded officially."""
+    uq = _split_metrics([s for s in scores if s.split == "unseen_question"])
+    ue = _split_metrics([s for s in scores if s.split == "unseen_entity"])
+    return {
         "final_score": round(harmonic_mean(uq["score"], ue["score"]), 2),
         "unseen_question_score": uq,
         "unseen_entity_score": ue,
     }
-    return MetricResult(metrics=metrics, per_example=per_example, coverage=coverage)

@@ -1,0 +1,80 @@
+"""`ragvqa compare RUN_A RUN_B`: is run B better than run A, by how much, and is it noise?
+
+Contract: a table for humans on stderr (metrics, B - A with its paired bootstrap 95% interval,
+the first flipped questions); with `--json`, the whole comparison as JSON on stdout. Exit 0
+whenever the comparison was made (also when B is worse); bad input exits 2 with one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ragvqa.cli.common import print_json, stderr, user_errors
+
+if TYPE_CHECKING:  # numpy stays out of `ragvqa --help`
+    from ragvqa.eval.compare import Comparison, Flip
+
+
+def _num(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+
+def _metrics_table(result: Comparison) -> Table:
+    table = Table(title=f"{result.dataset}: B = {result.run_b} vs A = {result.run_a}")
+    table.add_column("metric")
+    for column in ("A", "B", "B - A", "95% interval", ""):
+        table.add_column(column, justify="right")
+    for m in result.metrics:
+        interval = f"[{_num(m.low, True)}, {_num(m.high, True)}]" if m.low is not None else "-"
+        verdict = "excludes 0" if m.excludes_zero else ""
+        table.add_row(m.name, _num(m.a), _num(m.b), _num(m.delta, True), escape(interval), verdict)
+    return table
+
+
+def _flips_table(title: str, flips: tuple[Flip, ...], show: int) -> Table:
+    table = Table(
+        title=f"{title}: {len(flips)}" + (f" (first {show})" if len(flips) > show else "")
+    )
+    for column in ("data_id", "question", "A", "B", "gold"):
+        table.add_column(column)
+    for f in flips[:show]:
+        cells = (f.data_id, f.question, f.prediction_a, f.prediction_b, " | ".join(f.gold_answers))
+        table.add_row(*(escape(c) for c in cells))
+    return table
+
+
+def compare_command(
+    run_a: Path = typer.Argument(..., help="Run directory A (the baseline)."),
+    run_b: Path = typer.Argument(..., help="Run directory B (compared with A)."),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print the whole comparison as JSON on stdout."
+    ),
+    resamples: int = typer.Option(1000, "--resamples", help="Paired bootstrap resamples."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resampling."),
+    show: int = typer.Option(10, "--show", help="Flipped questions listed per direction."),
+) -> None:
+    """Compare two runs on their common questions: official metrics, entity recall, B - A with
+    a paired bootstrap 95% interval, and the questions one run gets right and the other not."""
+    with user_errors():
+        from ragvqa.eval.compare import compare_runs
+
+        result = compare_runs(run_a, run_b, resamples=resamples, seed=seed)
+    if json_out:
+        print_json(result.to_json())
+    stderr.print(_metrics_table(result))
+    stderr.print(
+        f"paired on {result.common} questions; only in A: {result.only_a}; only in B: "
+        f"{result.only_b}; not scored in A or B: {result.unscored}; {result.resamples} "
+        f"resamples, seed {result.seed}",
+        highlight=False,
+    )
+    if show > 0:
+        stderr.print(_flips_table("wrong in A, right in B", result.fixed, show))
+        stderr.print(_flips_table("right in A, wrong in B", result.broken, show))

@@ -1,0 +1,446 @@
+"""`ragvqa report`: one self-contained static HTML page for a benchmark run directory.
+
+The page holds a header (benchmark, pipeline, model, template, the official metrics), a recall@K
+plot (matplotlib, Agg, embedded as a PNG data URI) and one card per question: the image
+(a downscaled JPEG data URI), question, gold answers, prediction, a correct / wrong / failed badge
+and the retrieved passages, with the gold entity's passages and the ones the reader saw marked.
+
+Nothing is loaded from outside the file: images, plot, CSS and the filter script are inline, and a
+Content-Security-Policy allows only the page's own script (by hash), so the file still works when
+moved and text from the run (always HTML-escaped) can never run as code. Filters by split,
+question type and outcome are plain JavaScript; they also read the URL fragment on load
+(`report.html#correct=wrong&split=val`) and write it back when changed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterable, Iterator
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from ragvqa.errors import UserError
+from ragvqa.eval.rundir import RunRecord, read_metrics, read_records
+from ragvqa.io import atomic_writer
+
+REPORT = "report.html"
+THUMBNAIL_PX = 256
+SNIPPET_CHARS = 400
+OUTCOMES = ("correct", "wrong", "failed", "unscored")
+
+CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:1em;color:#222}
+h1{font-size:1.4em;margin:.2em 0}
+table.kv{border-collapse:collapse;margin:.5em 0}
+table.kv td{padding:1px 10px 1px 0;vertical-align:top}
+table.kv td:first-child{color:#555}
+.top{display:flex;gap:2em;flex-wrap:wrap;align-items:flex-start}
+.filters{position:sticky;top:0;background:#f6f6f6;border:1px solid #ddd;padding:.5em;
+margin:1em 0;z-index:1}
+.filters label{margin-right:1.2em}
+#counter{font-weight:bold;margin-left:.5em}
+.card{display:flex;gap:1em;border:1px solid #ccc;border-radius:6px;padding:.8em;margin:.8em 0}
+.card[hidden]{display:none}
+.card.correct{border-left:6px solid #2a8a3a}
+.card.wrong{border-left:6px solid #c0392b}
+.card.failed{border-left:6px solid #7f7f7f}
+.img{flex:0 0 256px;text-align:center}
+.img img{max-width:256px;max-height:256px}
+.noimg{width:256px;height:120px;background:#eee;color:#777;display:flex;align-items:center;
+justify-content:center}
+.body{flex:1;min-width:0}
+.q{font-size:1.1em;font-weight:600;margin:.2em 0 .4em}
+.meta{color:#666;font-size:.9em}
+.badge{display:inline-block;padding:0 .5em;border-radius:3px;color:#fff;font-size:.85em}
+.badge.correct{background:#2a8a3a}.badge.wrong{background:#c0392b}
+.badge.failed{background:#7f7f7f}.badge.unscored{background:#b08900}
+.error{color:#c0392b;white-space:pre-wrap}
+ol.passages{padding-left:1.5em;margin:.3em 0}
+ol.passages li{margin:.25em 0}
+li.gold{background:#fff4c2}
+.tag{font-size:.8em;border:1px solid #999;border-radius:3px;padding:0 .3em;margin-left:.3em}
+.tag.gold{border-color:#b08900;color:#7a5f00}
+.tag.seen{border-color:#2c6fbb;color:#2c6fbb}
+.snippet{color:#444;font-size:.9em}
+details summary{cursor:pointer;color:#555}
+"""
+
+SCRIPT = """
+(function () {
+  "use strict";
+  var cards = Array.prototype.slice.call(document.querySelectorAll(".card"));
+  var selects = {
+    split: document.getElementById("f-split"),
+    type: document.getElementById("f-type"),
+    correct: document.getElementById("f-correct")
+  };
+  var attrs = {split: "split", type: "qtype", correct: "outcome"};
+  var counter = document.getElementById("counter");
+  var keys = Object.keys(selects);
+  function pick(select, value) {
+    for (var i = 0; i < select.options.length; i++) {
+      if (select.options[i].value === value) { select.selectedIndex = i; return; }
+    }
+  }
+  function apply() {
+    var shown = 0;
+    cards.forEach(function (card) {
+      var visible = keys.every(function (key) {
+        var select = selects[key];
+        return select.selectedIndex === 0 || card.dataset[attrs[key]] === select.value;
+      });
+      card.hidden = !visible;
+      if (visible) { shown += 1; }
+    });
+    counter.textContent = shown + " of " + cards.length + " questions shown";
+  }
+  function readFragment() {
+    var params = new URLSearchParams(window.location.hash.replace(/^#/, ""));
+    keys.forEach(function (key) {
+      if (params.has(key)) { pick(selects[key], params.get(key)); }
+    });
+  }
+  function writeFragment() {
+    var params = new URLSearchParams();
+    keys.forEach(function (key) {
+      if (selects[key].selectedIndex > 0) { params.set(key, selects[key].value); }
+    });
+    var text = params.toString();
+    try {
+      history.replaceState(null, "", text ? "#" + text : window.location.pathname);
+    } catch (e) { /* some browsers refuse history on file:// pages */ }
+  }
+  keys.forEach(function (key) {
+    selects[key].addEventListener("change", function () { apply(); writeFragment(); });
+  });
+  window.addEventListener("hashchange", function () { readFragment(); apply(); });
+  readFragment();
+  apply();
+  document.body.setAttribute("data-filters", "ready");
+})();
+"""
+
+
+def write_report(
+    run: str | Path, out: str | Path | None = None, *, limit: int | None = None
+) -> Path:
+    """Write the HTML report of a finished run to `out` (default RUN/report.html); return it.
+
+    `limit` keeps the first N questions (a report of a 70k-question run is large: every card
+    carries its image). Bad input raises `UserError`.
+    """
+    run = Path(run)
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be at least 1, got {limit}")
+    metrics = read_metrics(run)
+    records = read_records(run)
+    total = len(records)
+    if limit is not None:
+        records = records[:limit]
+    target = Path(out) if out is not None else run / REPORT
+    with atomic_writer(target) as fh:
+        for chunk in render_report(records, metrics, run_dir=run, total=total):
+            fh.write(chunk)
+    return target
+
+
+def render_report(
+    records: list[RunRecord],
+    metrics: dict[str, Any],
+    *,
+    run_dir: Path | None = None,
+    total: int | None = None,
+) -> Iterator[str]:
+    """The page, in chunks (cards are produced one at a time, so memory stays flat)."""
+    benchmark = str(metrics.get("benchmark") or "run")
+    yield "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
+    yield f'<meta http-equiv="Content-Security-Policy" content="{_csp()}">\n'
+    yield "<meta name='viewport' content='width=device-width, initial-scale=1'>\n"
+    yield f"<title>ragvqa report: {escape(benchmark)}</title>\n<style>{CSS}</style>\n</head>\n"
+    yield "<body>\n"
+    yield _header(records, metrics, total)
+    yield _filters(records)
+    for record in records:
+        yield _card(record, run_dir)
+    yield f"<script>{SCRIPT}</script>\n</body>\n</html>\n"
+
+
+def _csp() -> str:
+    digest = base64.b64encode(hashlib.sha256(SCRIPT.encode("utf-8")).digest()).decode("ascii")
+    return (
+        f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+        f"script-src 'sha256-{digest}'"
+    )
+
+
+# --- header ---------------------------------------------------------------------------------
+
+
+def _header(records: list[RunRecord], metrics: dict[str, Any], total: int | None) -> str:
+    info = {
+        "benchmark": metrics.get("benchmark"),
+        "pipeline": metrics.get("pipeline"),
+        "model": _distinct(r.model for r in records),
+        "template": _distinct(r.template for r in records),
+    }
+    outcomes = [_outcome(r) for r in records]
+    shown = len(records)
+    info["questions"] = (
+        f"{shown}" if total is None or total == shown else f"first {shown} of {total}"
+    )
+    info["outcomes"] = ", ".join(f"{outcomes.count(o)} {o}" for o in OUTCOMES if o in outcomes)
+    parts = [f"<h1>ragvqa report: {escape(str(metrics.get('benchmark') or 'run'))}</h1>"]
+    parts.append("<div class='top'><div>")
+    parts.append(_kv_table(info))
+    official = _flatten(metrics.get("official") or {})
+    if official:
+        parts.append("<h2>Official metrics</h2>")
+        parts.append(_kv_table(official))
+    parts.append("</div>")
+    plot = _recall_plot(metrics.get("retrieval") or {})
+    if plot is not None:
+        parts.append(
+            f"<div><img alt='recall at K' src='data:image/png;base64,{plot}' width='480'></div>"
+        )
+    parts.append("</div>\n")
+    return "".join(parts)
+
+
+def _distinct(values: Iterable[str]) -> str:
+    seen = list(dict.fromkeys(v for v in values if v))
+    return ", ".join(seen)
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested metric dicts as `a.b` keys, lists as JSON, in the scorer's order."""
+    if not isinstance(obj, dict):
+        return {prefix or "value": obj}
+    flat: dict[str, Any] = {}
+    for key, value in obj.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _fmt(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _kv_table(data: dict[str, Any]) -> str:
+    rows = "".join(
+        f"<tr><td>{escape(str(k))}</td><td>{escape(_fmt(v))}</td></tr>" for k, v in data.items()
+    )
+    return f"<table class='kv'>{rows}</table>"
+
+
+# --- recall plot ----------------------------------------------------------------------------
+
+_RECALL_KEY = re.compile(r"^recall@(\d+)$")
+
+
+def _curve(values: Any) -> tuple[list[int], list[float]]:
+    if not isinstance(values, dict):
+        return [], []
+    points = []
+    for key, value in values.items():
+        match = _RECALL_KEY.match(str(key))
+        if match and isinstance(value, int | float):
+            points.append((int(match.group(1)), float(value)))
+    points.sort()
+    return [k for k, _ in points], [v for _, v in points]
+
+
+def _recall_plot(retrieval: dict[str, Any]) -> str | None:
+    """Entity recall and pseudo-recall over K as a base64 PNG; None without any recall@K."""
+    curves = {
+        "entity recall": _curve(retrieval.get("entity_recall")),
+        "pseudo-recall": _curve(retrieval.get("pseudo_recall")),
+    }
+    curves = {name: c for name, c in curves.items() if c[0]}
+    if not curves:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.8, 3.0), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    top = 1.0
+    for name, (ks, values) in curves.items():
+        ax.plot(ks, values, marker="o", label=name)
+        top = max(top, *values)
+    all_ks = sorted({k for ks, _ in curves.values() for k in ks})
+    if all_ks[-1] / all_ks[0] >= 20:
+        ax.set_xscale("log")
+    ax.set_xticks(all_ks, [str(k) for k in all_ks])
+    ax.minorticks_off()
+    ax.set_ylim(0, 100 if top > 1.0 else 1.0)
+    ax.set_xlabel("K")
+    ax.set_ylabel("recall@K")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+# --- cards ----------------------------------------------------------------------------------
+
+
+def _outcome(record: RunRecord) -> str:
+    if record.status != "ok":
+        return "failed"
+    if record.score is None:
+        return "unscored"
+    return "correct" if record.score else "wrong"
+
+
+def _filters(records: list[RunRecord]) -> str:
+    def select(key: str, label: str, values: Iterable[str]) -> str:
+        options = "".join(
+            f"<option value='{escape(v)}'>{escape(v)}</option>" for v in dict.fromkeys(values)
+        )
+        return (
+            f"<label>{label} <select id='f-{key}'><option value='all'>all</option>"
+            f"{options}</select></label>"
+        )
+
+    outcomes = [o for o in OUTCOMES if o != "unscored" or any(_outcome(r) == o for r in records)]
+    n = len(records)
+    return (
+        "<div class='filters'>"
+        + select("split", "split", sorted({_label(r.split) for r in records}))
+        + select("type", "question type", sorted({_label(r.question_type) for r in records}))
+        + select("correct", "correctness", outcomes)
+        + f"<span id='counter'>{n} of {n} questions shown</span></div>\n"
+    )
+
+
+def _label(value: str) -> str:
+    return value or "(none)"
+
+
+def _card(record: RunRecord, run_dir: Path | None) -> str:
+    outcome = _outcome(record)
+    gold_answers = ", ".join(record.gold_answers) or "-"
+    gold_entities = ", ".join(record.gold_entity_names or record.gold_entities) or "-"
+    rank = "-" if record.gold_rank is None else str(record.gold_rank)
+    lines = [
+        f"<div class='card {outcome}' data-id='{escape(record.data_id)}' "
+        f"data-split='{escape(_label(record.split))}' "
+        f"data-qtype='{escape(_label(record.question_type))}' data-outcome='{outcome}'>",
+        f"<div class='img'>{_image_html(record.image, run_dir)}</div>",
+        "<div class='body'>",
+        f"<div class='meta'>{escape(record.data_id)} · {escape(_label(record.split))} · "
+        f"{escape(_label(record.question_type))}</div>",
+        f"<div class='q'>{escape(record.question)}</div>",
+        f"<div><b>gold:</b> {escape(gold_answers)}</div>",
+        f"<div><b>prediction:</b> {escape(record.prediction) or '-'} "
+        f"<span class='badge {outcome}'>{outcome}</span></div>",
+    ]
+    if record.error:
+        lines.append(f"<div class='error'>{escape(record.error)}</div>")
+    if record.raw_output is not None and record.raw_output.strip() != record.prediction.strip():
+        lines.append(
+            f"<details><summary>raw output</summary><pre>{escape(record.raw_output)}</pre>"
+            "</details>"
+        )
+    lines.append(
+        f"<div class='meta'>gold entity: {escape(gold_entities)} · first gold passage at rank "
+        f"{rank}</div>"
+    )
+    lines.append(_passages_html(record))
+    lines.append("</div></div>\n")
+    return "\n".join(lines)
+
+
+def is_gold_passage(passage: dict[str, Any], gold_entities: Iterable[str]) -> bool:
+    """A retrieved passage is gold when its entity, page or passage id names a gold entity."""
+    gold = {str(g) for g in gold_entities}
+    ids = (passage.get("entity_id"), passage.get("page_id"), passage.get("passage_id"))
+    return any(i is not None and str(i) in gold for i in ids)
+
+
+def _passages_html(record: RunRecord) -> str:
+    if not record.retrieved:
+        return "<div class='meta'>no passages retrieved</div>"
+    seen = {str(e) for e in record.evidence}
+    items = []
+    for passage in record.retrieved:
+        gold = is_gold_passage(passage, record.gold_entities)
+        read = str(passage.get("passage_id")) in seen
+        classes = " ".join(c for c, on in (("gold", gold), ("seen", read)) if on)
+        tags = ("<span class='tag gold'>gold</span>" if gold else "") + (
+            "<span class='tag seen'>seen by reader</span>" if read else ""
+        )
+        title = escape(str(passage.get("title") or passage.get("passage_id") or "?"))
+        section = passage.get("section")
+        heading = title + (f" § {escape(str(section))}" if section else "")
+        snippet = str(passage.get("text") or "")
+        if len(snippet) > SNIPPET_CHARS:
+            snippet = snippet[:SNIPPET_CHARS] + "…"
+        score = passage.get("score")
+        items.append(
+            f"<li class='{classes}' data-passage='{escape(str(passage.get('passage_id')))}'"
+            f" value='{_int_or(passage.get('rank'), len(items) + 1)}'>"
+            f"<b>{heading}</b>{tags} <span class='meta'>"
+            f"{escape(str(passage.get('passage_id')))} · score {escape(_fmt(score))}</span>"
+            f"<div class='snippet'>{escape(snippet)}</div></li>"
+        )
+    return "<ol class='passages'>" + "".join(items) + "</ol>"
+
+
+def _int_or(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+# --- images ---------------------------------------------------------------------------------
+
+
+def _image_html(image: str | None, run_dir: Path | None) -> str:
+    if not image:
+        return "<div class='noimg'>no image</div>"
+    uri, problem = image_data_uri(image, run_dir)
+    if uri is None:
+        return f"<div class='noimg' title='{escape(image)}'>{escape(problem)}</div>"
+    return f"<img alt='question image' src='{uri}'>"
+
+
+def image_data_uri(image: str, run_dir: Path | None = None) -> tuple[str | None, str]:
+    """A JPEG data URI of the image, at most THUMBNAIL_PX on a side, or (None, why not).
+
+    A relative path is tried as given, then under the run directory. Never raises: a report
+    must not fail on one bad image.
+    """
+    from PIL import Image
+
+    path = Path(image)
+    candidates = [path] if path.is_absolute() or run_dir is None else [path, run_dir / path]
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is None:
+        return None, "image not found"
+    try:
+        with Image.open(found) as img:
+            img.draft("RGB", (THUMBNAIL_PX, THUMBNAIL_PX))
+            rgb = img.convert("RGB")
+        rgb.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+        buffer = io.BytesIO()
+        rgb.save(buffer, format="JPEG", quality=80)
+    except Exception:  # any decoder error: PIL raises OSError, ValueError, SyntaxError, ...
+        return None, "image unreadable"
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"), ""
