@@ -160,3 +160,13 @@ def vllm_engine(llama):
     )
     yield engine
     engine.close()
+
+
+@pytest.fixture
+def shared_engine(monkeypatch, vllm_engine):
+    """Pipelines get the session's engine (the same tiny model folder as the demo world's
+    reader) instead of starting their own."""
+    from ragvqa.pipeline import Pipeline
+
+    monkeypatch.setattr(Pipeline, "generator", property(lambda self: vllm_engine))
+    return vllm_engine

@@ -13,13 +13,6 @@ from ragvqa.cli.main import app
 from ragvqa.pipeline import Pipeline
 
 
-@pytest.fixture
-def shared_engine(monkeypatch, vllm_engine):
-    """Pipelines get the session's engine (same tiny model) instead of starting their own."""
-    monkeypatch.setattr(Pipeline, "generator", property(lambda self: vllm_engine))
-    return vllm_engine
-
-
 def first_question(world):
     q = json.loads(world["infoseek_questions"].read_text().splitlines()[0])
     image = world["infoseek_images"] / q["image_id"][5:7] / f"{q['image_id']}.jpg"

@@ -313,3 +313,42 @@ def test_kill_9_in_every_stage_then_rerun_gives_the_uninterrupted_results(
     a, b = read_metrics(out), read_metrics(straight)
     assert a["official"] == b["official"] and a["retrieval"] == b["retrieval"]
     assert a["timings"]["rerank"]["cached"] is False or "rerank" in a["timings"]
+
+
+def test_shipped_expected_figures_hold_for_the_demo_world(world, reference, shared_engine,
+                                                          tmp_path, monkeypatch):  # fmt: skip
+    """InfoSeek: the reference run against benchmarks/infoseek/expected.yaml. E-VQA: a whole
+    `bench evqa --check` with its files found through RAGVQA_DATA and benchmark.yaml."""
+    from ragvqa.cli.bench import check_expected
+
+    assert check_expected("infoseek", "demo", "answer/evidence_fallback@1", read_metrics(reference))
+    data = tmp_path / "data"
+    (data / "evqa").mkdir(parents=True)
+    shutil.copy(world["evqa_csv"], data / "evqa" / "test.csv")
+    shutil.copytree(world["evqa_images"], data / "gldv2" / "train")
+    monkeypatch.setenv("RAGVQA_DATA", str(data))
+    out = tmp_path / "run"
+    result = cli(["bench", "evqa", "--pipeline", str(world["pipeline"]), "--out", str(out),
+                  "--cache", str(tmp_path / "c"), "--check"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "OK retrieval.entity_recall.recall@5" in result.output
+    assert len(read_records(out)) == 15
+
+
+def test_compare_and_report_on_real_runs(world, reference, shared_engine, tmp_path):
+    other = tmp_path / "other"
+    pipe = Pipeline.load(world["pipeline"], ["retrieval.top_k=3"])
+    BenchRunner(pipe, infoseek_spec(world), other, cache=tmp_path / "c", progress=False).run()
+    result = cli(["compare", str(reference), str(other), "--json", "--resamples", "200"])
+    assert result.exit_code == 0, result.output
+    comparison = json.loads(result.stdout)
+    metrics = {m["name"]: m for m in comparison["metrics"]}
+    ref = read_metrics(reference)["retrieval"]["entity_recall"]
+    assert metrics["entity_recall@1"]["a"] == pytest.approx(ref["recall@1"])
+    # top-3 instead of top-5: recall@5 of B can only be lower or equal
+    assert metrics["entity_recall@5"]["b"] <= metrics["entity_recall@5"]["a"]
+    html = tmp_path / "r.html"
+    result = cli(["report", str(reference), "--out", str(html)])
+    assert result.exit_code == 0, result.output
+    page = html.read_text()
+    assert page.count("data-id='val_") == 30

@@ -62,7 +62,8 @@ def bench_spec(
             f"no questions file: pass --questions, or set RAGVQA_DATA for the paths in "
             f"{BENCHMARKS / benchmark / 'benchmark.yaml'}"
         )
-    roots = dict(defaults.get("images") or {})
+    # default image folders that are not there are left out (a user may have only Landmarks)
+    roots = {k: v for k, v in (defaults.get("images") or {}).items() if Path(v).exists()}
     if images is not None:
         roots["oven" if benchmark == "infoseek" else "landmarks"] = str(images)
     if not roots:
@@ -77,9 +78,14 @@ def bench_spec(
         withkb=str(withkb or defaults.get("withkb") or "") or None,
         images=roots,
         limit=limit,
-        bem=str(bem or defaults.get("bem") or "") or None,
+        bem=str(bem) if bem else _existing(defaults.get("bem")),
         baselines=baselines,
     )
+
+
+def _existing(path: str | None) -> str | None:
+    """A default file that is optional (BEM): used when it is there."""
+    return path if path and Path(path).exists() else None
 
 
 def check_expected(benchmark: str, pipeline: str, template: str, metrics: dict) -> bool:
