@@ -314,6 +314,13 @@ class Pipeline:
             self.__dict__["_counter"] = (counter, int(context or 0))
         return self.__dict__["_counter"]
 
+    def evidence_count(self, prompt: ChatPrompt, result: RetrievalResult | None) -> int:
+        """How many of the top passages `prompt` was rendered with: `passages` of them, less
+        those the context fitting dropped (a last passage cut short still counts)."""
+        given = min(self.reader_settings.passages, len(result.passages)) if result else 0
+        dropped = prompt.truncated_passages
+        return given - dropped if dropped < given else min(given, 1)
+
     def generate(self, prompts: Sequence[ChatPrompt]) -> list[Generation]:
         return self.generator.generate(list(prompts), self.reader_settings.sampling)
 

@@ -119,3 +119,15 @@ def test_demo_runs_answer_and_both_benchmarks(world, shared_engine, tmp_path):
         assert {"data_id", "prediction"} <= set(json.loads(lines[0]))
         metrics = json.loads((folder / "runs" / name / "metrics.json").read_text())
         assert metrics["counts"]["answered"] == count
+
+
+def test_answer_refuses_an_index_built_for_another_encoder(world, tmp_path):
+    from ragvqa.fixtures.models import tiny_retriever
+
+    other = tiny_retriever(tmp_path / "other", seed=1)
+    _, image = first_question(world)
+    args = ["answer", "--image", str(image), "--question", "What?", "--pipeline",
+            str(world["pipeline"]), "--set", f"encoder.model={other}"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "the index was built with encoder" in result.output

@@ -211,6 +211,9 @@ def test_bench_cli_errors_are_one_line_and_keep_earlier_work(world, tmp_path):
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and f"{bad}:2: malformed JSON" in result.output
     assert (run / "metrics.json").read_text() == '{"kept": true}'
+    bad.write_bytes(first.encode() + b'\n{"data_id": "caf\xe9"}\n')  # Latin-1, not UTF-8
+    result = cli([*base, "--questions", str(bad), "--qtypes", str(world["infoseek_qtypes"])])
+    assert result.exit_code == 2 and f"{bad}:2: not UTF-8 text" in result.output
     # a pipeline naming an unknown component
     result = cli(
         [*base, "--questions", str(world["infoseek_questions"]), "--qtypes",
@@ -352,3 +355,30 @@ def test_compare_and_report_on_real_runs(world, reference, shared_engine, tmp_pa
     assert result.exit_code == 0, result.output
     page = html.read_text()
     assert page.count("data-id='val_") == 30
+
+
+def test_baselines_no_retrieval_and_oracle_entity(world, vllm_engine, tmp_path):
+    """The oracle baseline reads the gold entity's own sections; no-retrieval reads none."""
+    out = tmp_path / "run"
+    pipe = pipeline(world, vllm_engine)
+    metrics = BenchRunner(
+        pipe, infoseek_spec(world, limit=6, baselines=True), out, cache=tmp_path / "c",
+        progress=False,
+    ).run()  # fmt: skip
+    assert set(metrics["baselines"]) == {"no_retrieval", "oracle_entity"}
+    assert "final_score" in metrics["baselines"]["oracle_entity"]
+    gold = {r.data_id: r.gold_entities[0] for r in read_records(out)}
+    qid_of_page = {}
+    from ragvqa.kb.store import KBStore
+
+    kb = KBStore(world["root"] / "kb")
+    for p in kb.passages(range(len(kb))):
+        qid_of_page[p.passage_id] = p.entity_id
+    oracle = [json.loads(x)["record"] for x in (out / "work" / "oracle_entity.jsonl").open()]
+    assert len(oracle) == 6
+    for record in oracle:
+        assert len(record["evidence"]) == 2  # reader.passages of the demo pipeline
+        assert {qid_of_page[pid] for pid in record["evidence"]} == {gold[record["data_id"]]}
+    plain = [json.loads(x)["record"] for x in (out / "work" / "no_retrieval.jsonl").open()]
+    assert {r["template"] for r in plain} == {"answer/no_retrieval@1"}
+    assert all(r["evidence"] == [] for r in plain)

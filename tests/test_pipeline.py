@@ -108,6 +108,7 @@ def test_render_takes_the_top_passages_and_drops_images_for_text_readers(world, 
     text = " ".join(m.text for m in prompt.messages)
     assert "T0" in text and "T1" in text and "T2" not in text
     assert prompt.images() == [] and prompt.truncated_passages == 0
+    assert pipe.evidence_count(prompt, RetrievalResult("q", passages)) == 2
     with_images = Pipeline.load(world["pipeline"], ["reader.images=true", "reader.context=2048"])
     with_images.__dict__["generator"] = Tokenizing()
     assert with_images.render(query, RetrievalResult("q", passages)).images() == ["/x.jpg"]
@@ -115,5 +116,6 @@ def test_render_takes_the_top_passages_and_drops_images_for_text_readers(world, 
     tight = Pipeline.load(world["pipeline"], ["reader.context=170"])  # 1 passage: 154 tokens
     tight.__dict__["generator"] = Tokenizing()
     cut = tight.render(query, RetrievalResult("q", passages))
-    assert cut.truncated_passages >= 1
+    assert cut.truncated_passages == 1
+    assert tight.evidence_count(cut, RetrievalResult("q", passages)) == 1
     assert "T1" not in " ".join(m.text for m in cut.messages)

@@ -65,9 +65,7 @@ def answer_one(pipe: Any, image: str, question: str) -> dict[str, Any]:
     prompt = pipe.render(query, result)
     generation = pipe.generate([prompt])[0]
     timings["generate"] = time.perf_counter() - started
-    shown = max(0, min(pipe.reader_settings.passages, len(result.passages)))
-    if prompt.truncated_passages and prompt.truncated_passages < shown:
-        shown -= prompt.truncated_passages
+    shown = pipe.evidence_count(prompt, result)
     return {
         "question": question,
         "image": image,

@@ -20,15 +20,17 @@ from ragvqa.errors import UserError
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def benchmark_defaults(name: str) -> dict[str, Any]:
-    """benchmarks/<name>/benchmark.yaml with ${RAGVQA_DATA} expanded (unset: left out)."""
+def benchmark_defaults(name: str, root: str | None = None) -> dict[str, Any]:
+    """benchmarks/<name>/benchmark.yaml with ${RAGVQA_DATA} expanded (unset: left out).
+
+    `root` replaces ${RAGVQA_DATA} when given (default: the environment variable)."""
     from ragvqa.config import read_yaml
 
     path = BENCHMARKS / name / "benchmark.yaml"
     if not path.is_file():
         return {}
     data = read_yaml(path)
-    root = os.environ.get("RAGVQA_DATA")
+    root = root if root is not None else os.environ.get("RAGVQA_DATA")
 
     def expand(value: Any) -> Any:
         if isinstance(value, dict):
@@ -62,11 +64,31 @@ def bench_spec(
             f"no questions file: pass --questions, or set RAGVQA_DATA for the paths in "
             f"{BENCHMARKS / benchmark / 'benchmark.yaml'}"
         )
+    given = {"questions": questions, "qtypes": qtypes, "withkb": withkb}
+    for role, value in given.items():  # a default file that is not there: how to get it
+        default = defaults.get(role)
+        if value is None and default and not Path(default).exists():
+            if role == "withkb":  # optional: only entity recall needs it
+                stderr.print(
+                    f"note: {default} not found, entity recall is not judged "
+                    f"({fetch_hint(defaults, role)})",
+                    highlight=False,
+                )
+                defaults.pop(role)
+                continue
+            raise UserError(f"file not found; {fetch_hint(defaults, role)}", path=default)
     # default image folders that are not there are left out (a user may have only Landmarks)
-    roots = {k: v for k, v in (defaults.get("images") or {}).items() if Path(v).exists()}
+    default_roots = defaults.get("images") or {}
+    roots = {k: v for k, v in default_roots.items() if Path(v).exists()}
     if images is not None:
         roots["oven" if benchmark == "infoseek" else "landmarks"] = str(images)
     if not roots:
+        if default_roots:
+            role, folder = next(iter(default_roots.items()))
+            raise UserError(
+                f"no image folder: pass --images, or get {folder} "
+                f"({fetch_hint(defaults, f'images.{role}')})"
+            )
         raise UserError(
             "no image folder: pass --images, or set RAGVQA_DATA for the paths in "
             f"{BENCHMARKS / benchmark / 'benchmark.yaml'}"
@@ -81,6 +103,14 @@ def bench_spec(
         bem=str(bem) if bem else _existing(defaults.get("bem")),
         baselines=baselines,
     )
+
+
+def fetch_hint(defaults: dict[str, Any], role: str) -> str:
+    """How to get a benchmark file: its catalogue name from benchmark.yaml's `data:` mapping."""
+    name = (defaults.get("data") or {}).get(role)
+    if not name:
+        return 'see README "Data"'
+    return f"`ragvqa data fetch {name} --to $RAGVQA_DATA` provides it"
 
 
 def _existing(path: str | None) -> str | None:

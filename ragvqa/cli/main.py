@@ -9,6 +9,7 @@ from ragvqa import __version__
 from ragvqa.cli.answer import answer_command
 from ragvqa.cli.bench import bench_command
 from ragvqa.cli.compare import compare_command
+from ragvqa.cli.data import app as data_app
 from ragvqa.cli.demo import demo_command
 from ragvqa.cli.index import app as index_app
 from ragvqa.cli.kb import app as kb_app
@@ -29,6 +30,7 @@ app.add_typer(kb_app, name="kb")
 app.add_typer(index_app, name="index")
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(train_app, name="train")
+app.add_typer(data_app, name="data")
 app.command("answer", help="Answer one question about an image, with its evidence.")(answer_command)
 app.command("bench", help="Run a benchmark through a pipeline: resumable, cached, scored.")(
     bench_command

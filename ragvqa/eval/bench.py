@@ -299,7 +299,14 @@ class BenchRunner:
         ranked = self.cache.load_results("rerank", key, p.kb)
         cached = ranked is not None
         if ranked is None:
-            ranked = p.rerank([e.to_query() for e in examples], results)
+            from ragvqa.models.encode import ProgressBar
+
+            ranked, step = [], 32
+            with ProgressBar(self.progress, len(examples), "reranking") as advance:
+                for i in range(0, len(examples), step):
+                    chunk = examples[i : i + step]
+                    ranked += p.rerank([e.to_query() for e in chunk], results[i : i + step])
+                    advance(len(chunk))
             self.cache.save_results("rerank", key, ranked)
         self._timed("rerank", cached, started)
         return ranked
@@ -350,14 +357,15 @@ class BenchRunner:
         results: dict[str, RetrievalResult],
         evidence: dict[str, list[Passage]] | None,
     ) -> list[dict[str, Any]]:
-        prompts = []
+        prompts, used = [], []
         for e in chunk:
             result = results.get(e.example_id)
-            if evidence is not None:
+            if evidence is not None:  # a baseline's own evidence (oracle entity)
                 given = evidence.get(e.example_id, [])
                 result = RetrievalResult(
                     e.example_id, tuple(RetrievedPassage(x, 1.0, i) for i, x in enumerate(given))
                 )
+            used.append(result)
             prompts.append(p.render(e.to_query(), result))
         started = time.perf_counter()
         outputs = p.generate(prompts)
@@ -371,11 +379,11 @@ class BenchRunner:
                 "template_hash": prompt.template_hash,
                 "model": out.model,
                 "truncated_passages": prompt.truncated_passages,
-                "evidence": _evidence_ids(prompt, results.get(e.example_id), p),
+                "evidence": _evidence_ids(prompt, result, p),
                 "prompt": _prompt_json(prompt),
                 "seconds": round(seconds, 4),
             }
-            for e, prompt, out in zip(chunk, prompts, outputs, strict=True)
+            for e, prompt, out, result in zip(chunk, prompts, outputs, used, strict=True)
         ]
 
     def _baselines(self, examples: Sequence[BenchmarkExample]) -> dict[str, dict[str, Any]]:
@@ -536,12 +544,8 @@ def _ids(result: RetrievalResult | None) -> list[str]:
 
 
 def _evidence_ids(prompt: Any, result: RetrievalResult | None, p: Pipeline) -> list[str]:
-    if result is None:
-        return []
-    shown = p.reader_settings.passages
-    if prompt.truncated_passages and prompt.truncated_passages < shown:
-        shown -= prompt.truncated_passages
-    return _ids(result)[:shown]
+    """Ids of the passages the prompt was rendered with (after fitting to the context)."""
+    return _ids(result)[: p.evidence_count(prompt, result)]
 
 
 def _prompt_json(prompt: Any) -> list[dict[str, Any]]:

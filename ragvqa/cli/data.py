@@ -1,0 +1,241 @@
+"""`ragvqa data list | fetch | verify`: the benchmark data, from the catalogue to the disk.
+
+The data root is `--root` / `--to` / the DIR argument, else `$RAGVQA_DATA`. `fetch` takes
+catalogue names or a benchmark name (`infoseek`, `evqa`: the files its benchmark.yaml reads).
+Exit status: 0 when everything asked for is present at the end; 1 when a manual artefact is
+still missing (its instructions are printed) or `verify` finds a bad file; 2 for user errors
+(unknown name, no data root, a download that gives up, a checksum mismatch).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ragvqa.cli.common import print_json, stderr, user_errors
+from ragvqa.errors import UserError
+
+app = typer.Typer(
+    help="Get, list and check benchmark data (catalogue, resumable fetch, verify).",
+    no_args_is_help=True,
+)
+BENCHMARK_NAMES = ("infoseek", "evqa")
+CATALOGUE_HELP = "Catalogue YAML (default: the one shipped with ragvqa)."
+
+
+def data_root(given: Path | None, how: str) -> Path:
+    """The data root: the given folder, else $RAGVQA_DATA; neither is a user error."""
+    if given is not None:
+        return given
+    env = os.environ.get("RAGVQA_DATA")
+    if env:
+        return Path(env)
+    raise UserError(f"no data root: pass {how} or set RAGVQA_DATA")
+
+
+def benchmark_data(benchmark: str) -> dict[str, str]:
+    """benchmark.yaml's `data:` mapping: file role (questions, images.oven, ...) -> name."""
+    from ragvqa.cli.bench import benchmark_defaults
+
+    return dict(benchmark_defaults(benchmark).get("data") or {})
+
+
+def expand_names(names: list[str], catalogue: Any) -> list[Any]:
+    """Artefacts for catalogue names and benchmark names, in order, each once."""
+    from ragvqa.data.catalogue import unknown_name_message
+
+    known = catalogue.names()
+    chosen: list[str] = []
+    for name in names:
+        if name in known:
+            members = [name]
+        elif name in BENCHMARK_NAMES:
+            members = list(benchmark_data(name).values())
+        else:
+            raise UserError(unknown_name_message(name, [*known, *BENCHMARK_NAMES]))
+        chosen += [m for m in members if m not in chosen]
+    return [catalogue.get(name) for name in chosen]
+
+
+@app.command("list")
+def list_command(
+    root: Path | None = typer.Option(
+        None, "--root", help="Data root for the status column (default $RAGVQA_DATA)."
+    ),
+    catalogue: Path | None = typer.Option(None, "--catalogue", help=CATALOGUE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+) -> None:
+    """Every artefact: kind, size, benchmarks and whether it is present under the root."""
+    with user_errors():
+        from ragvqa.data.catalogue import load_catalogue
+        from ragvqa.data.fetch import status
+
+        cat = load_catalogue(catalogue)
+        if root is None and os.environ.get("RAGVQA_DATA"):
+            root = Path(os.environ["RAGVQA_DATA"])
+        rows = [_describe(a, status(a, root) if root else None, root) for a in cat.artefacts]
+        if as_json:
+            print_json(rows)
+            return
+        _show_list(rows, root)
+
+
+def _describe(artefact: Any, state: str | None, root: Path | None) -> dict[str, Any]:
+    source = artefact.url or artefact.instructions
+    if artefact.kind == "hub":
+        source = f"hf://{'datasets/' if artefact.repo_type == 'dataset' else ''}{artefact.repo}"
+        source += f"/{artefact.filename}" if artefact.filename else ""
+    return {
+        "name": artefact.name,
+        "kind": artefact.kind,
+        "description": artefact.description,
+        "size": artefact.size,
+        "size_exact": artefact.size_exact,
+        "sha256": artefact.sha256,
+        "benchmarks": list(artefact.benchmarks),
+        "license": artefact.license,
+        "source": source,
+        "dest": artefact.dest,
+        "status": state,
+        "path": str(artefact.path(root)) if root else None,
+    }
+
+
+def _show_list(rows: list[dict[str, Any]], root: Path | None) -> None:
+    from rich.table import Table
+
+    from ragvqa.data.catalogue import human_size
+
+    colours = {"present": "green", "partial": "yellow", "absent": "red"}
+    table = Table(title=f"data catalogue · root {root}" if root else "data catalogue")
+    for column in ("name", "kind", "size", "benchmarks", "status"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for row in rows:
+        state = row["status"] or "-"
+        colour = colours.get(state)
+        table.add_row(
+            row["name"],
+            row["kind"],
+            human_size(row["size"], row["size_exact"]),
+            ", ".join(row["benchmarks"]),
+            f"[{colour}]{state}[/]" if colour else state,
+        )
+    stderr.print(table)
+    if root is None:
+        stderr.print("status: pass --root DIR or set RAGVQA_DATA", highlight=False)
+
+
+@app.command("fetch")
+def fetch_command(
+    names: list[str] = typer.Argument(
+        ..., help="Catalogue names, or infoseek / evqa for the files their benchmark reads."
+    ),
+    to: Path | None = typer.Option(None, "--to", help="Data root (default $RAGVQA_DATA)."),
+    attempts: int = typer.Option(5, "--attempts", min=1, help="Tries in a row without progress."),
+    timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="Seconds of network silence."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    catalogue: Path | None = typer.Option(None, "--catalogue", help=CATALOGUE_HELP),
+) -> None:
+    """Download artefacts into the data root: resumable, checksummed, atomic."""
+    with user_errors():
+        from ragvqa.data.catalogue import load_catalogue
+        from ragvqa.data.fetch import RetryPolicy, fetch
+
+        cat = load_catalogue(catalogue)
+        chosen = expand_names(names, cat)
+        root = data_root(to, "--to DIR")
+        policy = RetryPolicy(attempts=attempts, timeout=timeout)
+        manual = []
+        for artefact in chosen:
+            result = fetch(artefact, root, policy=policy, progress=progress)
+            if result.outcome == "manual":
+                manual.append(result.name)
+                stderr.print(
+                    f"[yellow]manual[/] {result.name}: {result.instructions}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            else:
+                stderr.print(f"{result.outcome} {result.name}: {result.path}", highlight=False)
+        if manual:
+            stderr.print(
+                f"[yellow]not fetched (get by hand, see above):[/] {', '.join(manual)}",
+                highlight=False,
+            )
+            raise typer.Exit(1)
+
+
+@app.command("verify")
+def verify_command(
+    folder: Path | None = typer.Argument(None, help="Data root (default $RAGVQA_DATA)."),
+    benchmark: str | None = typer.Option(None, "--benchmark", help="infoseek or evqa only."),
+    catalogue: Path | None = typer.Option(None, "--catalogue", help=CATALOGUE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+) -> None:
+    """Checksums, sizes and record counts of present files; questions without an image."""
+    with user_errors():
+        from ragvqa.cli.bench import benchmark_defaults
+        from ragvqa.data.catalogue import load_catalogue
+        from ragvqa.data.verify import check_artefact, missing_images
+
+        if benchmark is not None and benchmark not in BENCHMARK_NAMES:
+            raise UserError(f"unknown benchmark {benchmark!r} (infoseek or evqa)")
+        root = data_root(folder, "DIR")
+        cat = load_catalogue(catalogue)
+        chosen = cat.for_benchmark(benchmark) if benchmark else list(cat.artefacts)
+        checks = [check_artefact(a, root) for a in chosen]
+        images: dict[str, Any] = {}
+        for name in [benchmark] if benchmark else BENCHMARK_NAMES:
+            paths = benchmark_defaults(name, root=str(root))
+            questions = paths.get("questions")
+            if questions and Path(questions).is_file():
+                found = missing_images(name, questions, paths.get("images") or {})
+                images[name] = {"questions_file": questions, **found}
+            else:
+                images[name] = {"questions_file": questions, "questions": None}
+        report = {
+            "root": str(root),
+            "ok": all(c["ok"] for c in checks),
+            "artefacts": checks,
+            "benchmarks": images,
+        }
+        if as_json:
+            print_json(report)
+        else:
+            _show_verify(report)
+        if not report["ok"]:
+            raise typer.Exit(1)
+
+
+def _show_verify(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"data under {report['root']}")
+    for column in ("name", "status", "checks"):
+        table.add_column(column)
+    for check in report["artefacts"]:
+        notes = [f"sha256 {check['sha256']}"] if "sha256" in check else []
+        notes += [f"size {check['size']}"] if "size" in check else []
+        if "records" in check:
+            expected = check.get("records_expected")
+            tail = f" (expected {expected:,})" if expected is not None else ""
+            notes.append(f"{check['records']:,} records{tail}")
+        verdict = "" if check["ok"] else "[red]FAIL[/] "
+        table.add_row(check["name"], check["status"], verdict + ", ".join(notes))
+    stderr.print(table)
+    for name, found in report["benchmarks"].items():
+        if found["questions"] is None:
+            stderr.print(f"{name}: no questions file at {found['questions_file']}", highlight=False)
+            continue
+        roots = ", ".join(
+            f"{key} {'present' if root['present'] else 'absent'}"
+            for key, root in found["image_roots"].items()
+        )
+        stderr.print(
+            f"{name}: {found['questions']:,} questions, {found['missing_images']:,} without an "
+            f"image on disk ({roots})",
+            highlight=False,
+        )
