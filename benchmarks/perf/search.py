@@ -27,12 +27,12 @@ import numpy as np
 
 from ragvqa.index import faiss_index as fx
 
-NLIST, NPROBE = 4096, 64
+NLIST, NPROBE, REFINE = 4096, 64, 10
 KINDS = {
     "flat": lambda d: fx.FaissParams(kind="flat"),
     "ivfpq": lambda d: fx.FaissParams(kind="ivfpq", nlist=NLIST, m=min(64, d // 2), nprobe=NPROBE),
     "ivfpq+refine": lambda d: fx.FaissParams(
-        kind="ivfpq", nlist=NLIST, m=min(64, d // 2), nprobe=NPROBE, refine=10
+        kind="ivfpq", nlist=NLIST, m=min(64, d // 2), nprobe=NPROBE, refine=REFINE
     ),
     "hnsw": lambda d: fx.FaissParams(kind="hnsw", hnsw_m=32, ef_construction=80, ef_search=128),
 }
@@ -106,8 +106,9 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="*", default=list(KINDS))
     parser.add_argument("--nlist", type=int, default=NLIST)
     parser.add_argument("--nprobe", type=int, default=NPROBE)
+    parser.add_argument("--refine", type=int, default=REFINE, help="exact rescoring of k x this")
     args = parser.parse_args()
-    globals().update(NLIST=args.nlist, NPROBE=args.nprobe)
+    globals().update(NLIST=args.nlist, NPROBE=args.nprobe, REFINE=args.refine)
     import faiss
 
     runs = []
