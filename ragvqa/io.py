@@ -34,30 +34,33 @@ def open_text(path: str | Path) -> IO[str]:
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (1-based line number, object) for each non-blank line of a JSONL file.
 
+    Lines are decoded one by one, so bytes that are not UTF-8 are reported on their own line.
+
     Raises:
         UserError: a line that is not JSON, or not a JSON object, or bytes that are not UTF-8.
     """
-    with open_text(path) as fh:
-        lineno = 0
-        try:
-            for lineno, line in enumerate(fh, start=1):  # noqa: B007 (used in except)
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise UserError(
-                        f"malformed JSON ({exc.msg})", path=str(path), line=lineno
-                    ) from None
-                if not isinstance(obj, dict):
-                    raise UserError(
-                        f"expected a JSON object, got {type(obj).__name__}",
-                        path=str(path),
-                        line=lineno,
-                    )
-                yield lineno, obj
-        except UnicodeDecodeError:
-            raise UserError("not UTF-8 text", path=str(path), line=lineno + 1) from None
+    with open_text(path) as text:
+        fh = text.buffer
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # BOM tolerated
+            except UnicodeDecodeError:
+                raise UserError("not UTF-8 text", path=str(path), line=lineno) from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(
+                    f"malformed JSON ({exc.msg})", path=str(path), line=lineno
+                ) from None
+            if not isinstance(obj, dict):
+                raise UserError(
+                    f"expected a JSON object, got {type(obj).__name__}",
+                    path=str(path),
+                    line=lineno,
+                )
+            yield lineno, obj
 
 
 @contextmanager

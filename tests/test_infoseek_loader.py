@@ -117,3 +117,16 @@ def test_missing_file_and_binary_file(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(UserError, match="not UTF-8"):
         load_infoseek(binary)
+
+
+def test_bad_bytes_are_reported_on_their_line_and_a_bom_is_tolerated(tmp_path):
+    import json
+
+    lines = [json.dumps(QUESTIONS[0]).encode(), b'{"data_id": "caf\xe9"}']
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(UserError, match=r"bad.jsonl:2: not UTF-8 text"):
+        load_infoseek(bad)
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + lines[0] + b"\n")
+    assert [e.example_id for e in load_infoseek(bom)] == [QUESTIONS[0]["data_id"]]
