@@ -131,3 +131,25 @@ def test_answer_refuses_an_index_built_for_another_encoder(world, tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and result.output.count("\n") == 1
     assert "the index was built with encoder" in result.output
+
+
+def test_answer_json_on_stdout_is_clean_json_with_a_real_engine(world, tmp_path):
+    """The console script end to end (its own vLLM engine): stdout holds only the JSON record,
+    engine logs go to stderr."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    q, image = first_question(world)
+    script = Path(sys.executable).parent / "ragvqa"
+    proc = subprocess.run(
+        [str(script), "answer", "--image", str(image), "--question", q["question"],
+         "--pipeline", str(world["pipeline"]), "--json"],
+        capture_output=True, text=True, timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "VLLM_LOGGING_STREAM"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads(proc.stdout)
+    assert record["question"] == q["question"] and len(record["retrieved"]) == 5
+    assert "INFO" in proc.stderr  # the engine did log, on stderr

@@ -8,6 +8,7 @@ separate engine process: a script that creates this generator needs an
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -22,6 +23,9 @@ class VLLMGenerator:
     backend = "vllm"
 
     def __init__(self, model: str, **engine_args: Any):
+        # vLLM logs to stdout by default; ragvqa keeps stdout for data (`answer --json`), so
+        # its logs (and its engine process's, which inherits the variable) go to stderr
+        os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
         try:
             from vllm import LLM
         except ImportError:
