@@ -167,14 +167,14 @@ class Pipeline:
 
     @cached_property
     def index(self) -> Any:
-        from ragvqa.index.manifest import MANIFEST, encoder_identity
+        from ragvqa.index.manifest import MANIFEST
         from ragvqa.index.search import PassageIndex
 
         spec = self.section("index")
         folder = Path(self.path(spec["path"]))
         if not (folder / MANIFEST).is_file() and spec.get("build", True):
             self._build_index(folder, spec)
-        return PassageIndex(folder, self.kb, encoder_identity=encoder_identity(self.encoder.model))
+        return PassageIndex(folder, self.kb, encoder_identity=self.encoder_key())
 
     def _build_index(self, folder: Path, spec: dict[str, Any]) -> None:
         from ragvqa.index import faiss_index as fx
@@ -238,9 +238,13 @@ class Pipeline:
 
     # -- identities (stage cache keys) --------------------------------------------------------
     def encoder_key(self) -> dict[str, Any]:
-        from ragvqa.index.manifest import encoder_identity
+        """The encoder's identity (config hash, weights fingerprint), read without loading it."""
+        if "_encoder_key" not in self.__dict__:
+            from ragvqa.index.manifest import checkpoint_identity
 
-        return encoder_identity(self.encoder.model)
+            model = self.model_ref(self.section("encoder")["model"])
+            self.__dict__["_encoder_key"] = checkpoint_identity(model)
+        return self.__dict__["_encoder_key"]
 
     def index_key(self) -> dict[str, Any]:
         manifest = self.index.manifest

@@ -255,3 +255,17 @@ def test_ray_engine_writes_the_same_shards(kb_dir, single, tmp_path):
         np.testing.assert_allclose(a, b, atol=2e-3)  # fp16 storage; thread counts may differ
     assert ray_built["index_vectors"] == local["index_vectors"] == 60
     assert ray_built["kb"] == local["kb"]
+
+
+def test_checkpoint_identity_reads_no_weights_and_equals_the_loaded_one(single, tmp_path):
+    from ret_fixtures import official_tiny, write_official_checkpoint
+
+    from ragvqa.index.manifest import checkpoint_identity, encoder_identity
+    from ragvqa.models.checkpoint import load_retriever
+
+    official = tmp_path / "official"
+    write_official_checkpoint(official, official_tiny())
+    for folder in (single, official):
+        loaded = encoder_identity(load_retriever(folder, device="cpu"))
+        assert checkpoint_identity(folder) == loaded
+    assert checkpoint_identity(single) != checkpoint_identity(official)

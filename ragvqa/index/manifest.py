@@ -47,6 +47,17 @@ def encoder_identity(model: Any) -> dict[str, str]:
     }
 
 
+def checkpoint_identity(path_or_hub_id: str | Path) -> dict[str, str]:
+    """`encoder_identity` of a checkpoint read without loading its weights (the same value),
+    so a run whose encoding is cached never loads the encoder."""
+    from types import SimpleNamespace
+
+    from ragvqa.models.checkpoint import read_retriever_config
+
+    folder, config = read_retriever_config(path_or_hub_id)
+    return encoder_identity(SimpleNamespace(config=config, source=str(folder)))
+
+
 def same_encoder(a: dict[str, str], b: dict[str, str]) -> bool:
     return (
         a["config_hash"] == b["config_hash"]

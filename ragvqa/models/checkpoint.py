@@ -118,15 +118,6 @@ def save_retriever(model: Any, folder: str | Path, processor: Any | None = None)
     return out
 
 
-def _load_ours(folder: Path, document: dict[str, Any]) -> Any:
-    from ragvqa.models.retriever import RetRetriever
-
-    config = RetrieverConfig.from_dict(document["retriever"])
-    model = RetRetriever(config)
-    _load_exact(model, with_shared_head(read_weights(folder), config), folder)
-    return model
-
-
 # -- official ReT checkpoints --------------------------------------------------------------
 
 
@@ -246,12 +237,19 @@ def _load_exact(model: Any, state: dict[str, Any], folder: Path) -> None:
     model.load_state_dict(state, strict=True)
 
 
-def _load_official(folder: Path, document: dict[str, Any]) -> Any:
-    from ragvqa.models.retriever import RetRetriever
-
-    model = RetRetriever(official_config(document, folder))
-    _load_exact(model, map_official_state(read_weights(folder), model), folder)
-    return model
+def read_retriever_config(path_or_hub_id: str | Path) -> tuple[Path, RetrieverConfig]:
+    """(local folder, config) of a checkpoint, without reading its weights."""
+    folder = resolve_source(path_or_hub_id)
+    document = read_config(folder)
+    kind = document.get("model_type")
+    if kind == OURS:
+        return folder, RetrieverConfig.from_dict(document["retriever"])
+    if kind == OFFICIAL:
+        return folder, official_config(document, folder)
+    raise UserError(
+        f"unknown model_type {kind!r} (expected {OURS!r} or an official ReT {OFFICIAL!r})",
+        path=str(folder / "config.json"),
+    )
 
 
 def load_retriever(
@@ -266,18 +264,14 @@ def load_retriever(
     """
     import torch
 
-    folder = resolve_source(path_or_hub_id)
-    document = read_config(folder)
-    kind = document.get("model_type")
-    if kind == OURS:
-        model = _load_ours(folder, document)
-    elif kind == OFFICIAL:
-        model = _load_official(folder, document)
+    from ragvqa.models.retriever import RetRetriever
+
+    folder, config = read_retriever_config(path_or_hub_id)
+    model = RetRetriever(config)
+    if read_config(folder).get("model_type") == OURS:
+        _load_exact(model, with_shared_head(read_weights(folder), config), folder)
     else:
-        raise UserError(
-            f"unknown model_type {kind!r} (expected {OURS!r} or an official ReT {OFFICIAL!r})",
-            path=str(folder / "config.json"),
-        )
+        _load_exact(model, map_official_state(read_weights(folder), model), folder)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dtype is None:
         dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
