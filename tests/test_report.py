@@ -228,6 +228,16 @@ def test_cli_writes_report_and_limits(run_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert (run_dir / "report.html").is_file()
 
+    # error analysis: only the wrong answers (q2 and q4), counted among the wrong ones
+    wrong = tmp_path / "wrong.html"
+    result = runner.invoke(app, ["report", str(run_dir), "--out", str(wrong), "--only", "wrong"])
+    assert result.exit_code == 0, result.output
+    page = _parse(wrong.read_text(encoding="utf-8"))
+    ids = [a["data-id"] for t, a in page.elements if t == "div" and "data-id" in a]
+    assert ids == ["q2", "q4"]
+    result = runner.invoke(app, ["report", str(run_dir), "--only", "rong"])
+    assert result.exit_code == 2 and "--only must be one of" in result.stderr
+
 
 def test_cli_errors_are_one_line(tmp_path: Path, run_dir: Path) -> None:
     result = runner.invoke(app, ["report", str(tmp_path / "nowhere")])

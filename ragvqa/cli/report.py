@@ -12,19 +12,25 @@ import typer
 
 from ragvqa.cli.common import stderr, user_errors
 
+DEFAULT_LIMIT = 2000  # about 30 MB of page with embedded images
+
 
 def report_command(
     run: Path = typer.Argument(..., help="A finished run directory (predictions.jsonl, metrics)."),
     out: Path | None = typer.Option(
         None, "--out", help="Write the HTML here (default: RUN/report.html)."
     ),
-    limit: int | None = typer.Option(
-        None, "--limit", min=1, help="Only the first N questions (keeps big runs' pages small)."
+    limit: int = typer.Option(
+        DEFAULT_LIMIT, "--limit", min=1, help="At most N questions (every card embeds its image)."
+    ),
+    all_questions: bool = typer.Option(False, "--all", help="Every question, however many."),
+    only: str | None = typer.Option(
+        None, "--only", help="Only questions that are correct, wrong, failed or unscored."
     ),
 ) -> None:
     """One static HTML page: metrics, recall@K plot, and a card per question with filters."""
     with user_errors():
         from ragvqa.eval.report import write_report
 
-        path = write_report(run, out, limit=limit)
+        path = write_report(run, out, limit=None if all_questions else limit, only=only)
         stderr.print(f"report written to {path}", highlight=False, soft_wrap=True)

@@ -126,19 +126,31 @@ SCRIPT = """
 """
 
 
+OUTCOMES = ("correct", "wrong", "failed", "unscored")
+
+
 def write_report(
-    run: str | Path, out: str | Path | None = None, *, limit: int | None = None
+    run: str | Path,
+    out: str | Path | None = None,
+    *,
+    limit: int | None = None,
+    only: str | None = None,
 ) -> Path:
     """Write the HTML report of a finished run to `out` (default RUN/report.html); return it.
 
-    `limit` keeps the first N questions (a report of a 70k-question run is large: every card
-    carries its image). Bad input raises `UserError`.
+    `only` keeps the questions of one outcome (e.g. "wrong", for error analysis), then `limit`
+    keeps the first N of them (a report of a 70k-question run is large: every card carries its
+    image). Bad input raises `UserError`.
     """
     run = Path(run)
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}")
+    if only is not None and only not in OUTCOMES:
+        raise UserError(f"--only must be one of {', '.join(OUTCOMES)}, got {only!r}")
     metrics = read_metrics(run)
     records = read_records(run)
+    if only is not None:
+        records = [r for r in records if _outcome(r) == only]
     total = len(records)
     if limit is not None:
         records = records[:limit]
