@@ -12,7 +12,7 @@ import typer
 
 from ragvqa.cli.common import stderr, user_errors
 
-DEFAULT_LIMIT = 2000  # about 30 MB of page with embedded images
+DEFAULT_LIMIT = 2000  # some tens of MB of page with embedded photos
 
 
 def report_command(
