@@ -67,6 +67,7 @@ def test_run_directory_holds_every_answer_and_official_scores(world, reference, 
         "questions": 30,
         "answered": 30,
         "failed": 0,
+        "failed_reasons": {},
         "failed_examples": [],
     }
     # the official numbers are what `ragvqa score` says of the same predictions
@@ -191,6 +192,14 @@ def test_bad_examples_are_failed_and_counted_and_the_run_goes_on(world, vllm_eng
     assert reasons[5] == "empty question"
     assert reasons[6:] == ["", "", "", ""]
     assert metrics["counts"]["failed"] == 6 and metrics["counts"]["answered"] == 4
+    assert metrics["counts"]["failed_reasons"] == {
+        "image not found": 1,
+        "image file is empty": 1,
+        "unreadable image": 1,
+        "not an image": 1,
+        "image too large (decompression bomb)": 1,
+        "empty question": 1,
+    }
     assert all(records[q["data_id"]].score == 0 for q in questions[:6])
     assert all(records[q["data_id"]].status == "failed" for q in questions[:6])
 

@@ -161,6 +161,8 @@ def _summary(metrics: dict, out: Path) -> None:
         table.add_row(f"entity recall@{k}", f"{recall[f'recall@{k}']:.1f}")
     counts = metrics["counts"]
     table.add_row("answered / failed", f"{counts['answered']} / {counts['failed']}")
+    for reason, count in counts.get("failed_reasons", {}).items():
+        table.add_row(f"  failed: {reason}", str(count))
     for name, stage in metrics["timings"].items():
         note = " (cached)" if stage.get("cached") else ""
         table.add_row(f"time {name}", f"{stage['seconds']:.2f} s{note}")

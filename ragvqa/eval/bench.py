@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -459,6 +460,7 @@ class BenchRunner:
                 "questions": len(examples),
                 "answered": len(examples) - len(failed),
                 "failed": len(failed),
+                "failed_reasons": dict(Counter(r.split(": ")[0] for r in failed.values())),
                 "failed_examples": [
                     {"data_id": k, "reason": v} for k, v in list(failed.items())[:20]
                 ],
