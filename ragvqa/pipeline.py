@@ -22,7 +22,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ragvqa.config import build, load_config
+from ragvqa.config import build, load_config, merge
 from ragvqa.errors import UserError
 from ragvqa.generate.base import Sampling
 from ragvqa.registry import GENERATORS, RERANKERS
@@ -116,13 +116,17 @@ class Pipeline:
             RERANKERS.get(str(rerank.get("type")))
         GENERATORS.get(str((self.section("reader").get("generator") or {}).get("type")))
         _ = self.template
-        for name in ("encoder", "kb", "index"):
-            self.section(name)
+        for name, key in (("encoder", "model"), ("kb", "path"), ("index", "path")):
+            if not self.section(name).get(key):
+                raise UserError(
+                    f"the pipeline's '{name}' section needs '{key}'", path=self.name or None
+                )
 
     def with_prompt(self, ref: str) -> Pipeline:
         """The same pipeline with another answer template (components are shared)."""
         other = object.__new__(Pipeline)
         other.__dict__.update(self.__dict__)
+        other.config = merge(self.config, {"reader": {"prompt": ref}})  # what runs record
         other.reader_settings = replace(self.reader_settings, prompt=ref)
         other.__dict__.pop("template", None)
         return other

@@ -149,6 +149,7 @@ def test_changing_only_the_prompt_reuses_encode_and_search(world, vllm_engine, r
     assert not metrics["timings"]["generate"]["cached"]
     records = read_records(out)
     assert {r.template for r in records} == {"answer/evidence_short@1"}
+    assert "prompt: answer/evidence_short@1" in (out / "config.yaml").read_text()
     ref = read_records(reference)
     assert [r.retrieved for r in records] == [r.retrieved for r in ref]
 

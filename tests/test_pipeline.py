@@ -32,6 +32,8 @@ def test_unknown_sections_and_settings_are_refused(world, tmp_path):
         Pipeline.load(bad)
     with pytest.raises(UserError, match="reader settings"):
         Pipeline.load(world["pipeline"], ["reader.sampling.temprature=0.5"])
+    with pytest.raises(UserError, match="the pipeline's 'encoder' section needs 'model'"):
+        Pipeline.load(world["pipeline"], ["encoder.model="]).check()
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in PIPELINES.glob("*.yaml")))
