@@ -147,7 +147,8 @@ def test_answer_json_on_stdout_is_clean_json_with_a_real_engine(world, tmp_path)
         [str(script), "answer", "--image", str(image), "--question", q["question"],
          "--pipeline", str(world["pipeline"]), "--json"],
         capture_output=True, text=True, timeout=300,
-        env={k: v for k, v in os.environ.items() if k != "VLLM_LOGGING_STREAM"},
+        env={**{k: v for k, v in os.environ.items() if k != "VLLM_LOGGING_STREAM"},
+             "VLLM_LOGGING_LEVEL": "INFO"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads(proc.stdout)

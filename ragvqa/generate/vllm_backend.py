@@ -24,8 +24,10 @@ class VLLMGenerator:
 
     def __init__(self, model: str, **engine_args: Any):
         # vLLM logs to stdout by default; ragvqa keeps stdout for data (`answer --json`), so
-        # its logs (and its engine process's, which inherits the variable) go to stderr
+        # its logs (and its engine process's, which inherits the variables) go to stderr, and
+        # only warnings unless the user asks for more (VLLM_LOGGING_LEVEL=INFO)
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         try:
             from vllm import LLM
         except ImportError:
