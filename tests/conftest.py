@@ -13,26 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from ragvqa.data.evqa import COLUMNS
+
 # No test may reach a model hub or write into the user's caches.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="ragvqa-test-hf-")
 
-EVQA_COLUMNS = [
-    "question",
-    "answer",
-    "dataset_image_ids",
-    "dataset_name",
-    "dataset_category_id",
-    "question_type",
-    "wikipedia_url",
-    "wikipedia_title",
-    "evidence",
-    "evidence_section_id",
-    "evidence_section_title",
-    "encyclopedic_vqa_split",
-    "question_original",
-    "wikipedia_url_used_in_train",
-]
+EVQA_COLUMNS = list(COLUMNS)
 
 BEM_VOCAB = [
     "[PAD]",

@@ -14,16 +14,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-COLOURS = {
-    "red": (220, 20, 20),
-    "green": (20, 180, 20),
-    "blue": (20, 20, 220),
-    "yellow": (230, 220, 20),
-    "pink": (230, 20, 200),
-    "cyan": (20, 210, 210),
-    "orange": (240, 140, 10),
-    "black": (10, 10, 10),
-}
+from ragvqa.fixtures.world import COLOURS
+
 SHAPES = ("circle", "square", "triangle", "cross")
 ENTITIES = [(c, s) for c in COLOURS for s in SHAPES]
 

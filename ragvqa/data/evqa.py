@@ -15,6 +15,23 @@ from ragvqa.io import open_text
 from ragvqa.types import BenchmarkExample
 
 QUESTION_TYPES = ("templated", "automatic", "multi_answer", "2_hop")
+# the columns of the official CSVs, in their order
+COLUMNS = (
+    "question",
+    "answer",
+    "dataset_image_ids",
+    "dataset_name",
+    "dataset_category_id",
+    "question_type",
+    "wikipedia_url",
+    "wikipedia_title",
+    "evidence",
+    "evidence_section_id",
+    "evidence_section_title",
+    "encyclopedic_vqa_split",
+    "question_original",
+    "wikipedia_url_used_in_train",
+)
 REQUIRED_COLUMNS = ("question", "answer", "question_type", "dataset_image_ids", "dataset_name")
 
 

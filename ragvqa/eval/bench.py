@@ -14,6 +14,7 @@ with its reason, scores 0 and is counted; the run goes on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -181,13 +182,11 @@ def environment() -> dict[str, Any]:
         except PackageNotFoundError:
             continue
     gpu = None
-    try:
+    with contextlib.suppress(ImportError):  # a scoring-only install has no torch
         import torch
 
         if torch.cuda.is_available():
             gpu = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
