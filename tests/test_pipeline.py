@@ -121,3 +121,27 @@ def test_render_takes_the_top_passages_and_drops_images_for_text_readers(world, 
     assert cut.truncated_passages == 1
     assert tight.evidence_count(cut, RetrievalResult("q", passages)) == 1
     assert "T1" not in " ".join(m.text for m in cut.messages)
+
+
+def test_rerankers_are_configured_from_the_pipeline_file(world, shared_engine):
+    """entity_choice from YAML: its template and sampling, the pipeline's reader; the chosen
+    or first-stage order comes back with the same passages."""
+    from ragvqa.rerank.entity_choice import EntityChoiceReranker
+    from ragvqa.rerank.ret_sections import RetSectionReranker
+
+    pipe = Pipeline.load(
+        world["pipeline"], ["rerank.type=entity_choice", "rerank.max_candidates=3"]
+    )
+    reranker = pipe.reranker
+    assert isinstance(reranker, EntityChoiceReranker)
+    assert reranker.template.ref == "rerank/entity_choice@1" and reranker.max_candidates == 3
+    assert reranker.generator is shared_engine and reranker.sampling.max_tokens == 8
+    queries = [VQAQuery("a", "Which city is this tower in?")]
+    vectors, _ = pipe.encode(queries)
+    [first] = pipe.search(["a"], vectors)
+    [ranked] = pipe.rerank(queries, [first])
+    assert sorted(p.passage.passage_id for p in ranked.passages) == sorted(
+        p.passage.passage_id for p in first.passages
+    )
+    sections = Pipeline.load(world["pipeline"], ["rerank.type=ret_sections", "rerank.alpha=0.3"])
+    assert isinstance(sections.reranker, RetSectionReranker) and sections.reranker.alpha == 0.3
