@@ -345,9 +345,9 @@ class BenchRunner:
                 _append_journal(journal, key, records)
                 done.update((r["data_id"], r) for r in records)
                 advance(1)
-        self._timed(f"generate:{name}" if name != "answers" else "generate", False, started)
-        if not todo:
-            self.timings[f"generate:{name}" if name != "answers" else "generate"]["cached"] = True
+        stage = "generate" if name == "answers" else f"generate:{name}"
+        seconds = round(time.perf_counter() - started, 3)
+        self.timings[stage] = {"seconds": seconds, "cached": not todo}  # not todo: all journaled
         return done
 
     def _generate_chunk(
