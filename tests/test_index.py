@@ -119,6 +119,68 @@ def test_late_interaction_equals_brute_force_maxsim(kb_dir, multi, tmp_path):
     np.testing.assert_allclose(scores, np.sort(brute, axis=1)[:, ::-1][:, :4], rtol=1e-4)
 
 
+def test_rescore_by_hand():
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=np.float16)
+    queries = np.array([[0.8, 0.6], [1.0, 0.0]], dtype=np.float32)
+    # duplicates and -1 (no candidate) are ignored; query 2 has a single candidate
+    candidates = np.array([[1, -1, 2, 1], [-1, 0, -1, -1]])
+    scores, ids = fx.rescore(queries, candidates, vectors, 3)
+    # q1: row 1 -> 0.6, row 2 -> 0.48 + 0.48 = 0.96; q2: row 0 -> 1.0
+    np.testing.assert_array_equal(ids, [[2, 1, -1], [0, -1, -1]])
+    np.testing.assert_allclose(scores[:, :2], [[0.96, 0.6], [1.0, -np.inf]], rtol=1e-3)
+    assert scores[0, 2] == -np.inf
+
+
+def test_stored_vectors_gather_rows_and_their_pages(tmp_path, monkeypatch):
+    import mmap
+
+    import ragvqa.index.stored as stored_mod
+    from ragvqa.index.stored import StoredVectors
+
+    data = np.arange(40 * 2 * 384, dtype=np.float16).reshape(40, 2, 384)  # 1,536 B per row
+    np.save(tmp_path / "v.npy", data)
+    store = StoredVectors(tmp_path / "v.npy")
+    np.testing.assert_array_equal(store[[7, 0, 39]], data[[7, 0, 39]])  # order kept
+    assert len(store) == 40 and store.array.offset == 128  # the .npy header
+    page = mmap.PAGESIZE
+    assert page == 4096
+    # row 0: bytes 128..1663 -> page 0; row 2: 3200..4735 -> pages 0-1; row 5: 7808..9343
+    # -> pages 1-2; row 39 (the last): 60032..61567 -> pages 14-15 (61440 starts page 15),
+    # and the 61,568-byte file ends inside page 15
+    assert store.page_ranges(np.array([5, 0, 2, 39, 2])) == [
+        (0, 4096),
+        (0, 8192),
+        (4096, 8192),
+        (57344, 8192),
+    ]
+    store.prefetch(np.array([39, 0]))  # the last page is clamped at the end of the file
+    clock = iter([0.0, 1.0, 5.0, 5.0])  # a slow gather (1 s), then an instant one
+    monkeypatch.setattr(stored_mod.time, "perf_counter", lambda: next(clock))
+    store[[1, 2]]
+    assert store.cold
+    store[[1, 2]]
+    assert not store.cold
+
+
+def test_refined_ivfpq_rescores_from_the_stored_vectors(kb_dir, single, tmp_path):
+    faiss = fx.FaissParams(kind="ivfpq", nlist=2, m=4, nbits=4, nprobe=2, refine=20)
+    manifest = build_index(
+        _params(kb_dir, single, faiss=faiss), tmp_path / "idx", device="cpu", progress=False
+    )
+    assert "vectors.f16.npy" in manifest["files"]
+    # the faiss file holds codes (4 half-bytes) and ids, not the 64-byte float vectors
+    assert manifest["files"]["faiss.index"]["bytes"] < 60 * 16 * 4
+    docs = np.load(tmp_path / "idx" / "vectors.f16.npy").astype(np.float32)
+    assert docs.shape == (60, 1, 16)
+    index = PassageIndex(tmp_path / "idx", KBStore(kb_dir))
+    queries = docs[[5, 42]]
+    scores, rows = index.search_vectors(queries, 5)
+    # 20 x 5 candidates cover all 60 documents, so the refined ranking is the exact one
+    brute = queries[:, 0] @ docs[:, 0].T
+    np.testing.assert_array_equal(rows, np.argsort(-brute, axis=1, kind="stable")[:, :5])
+    np.testing.assert_allclose(scores, np.sort(brute, axis=1)[:, ::-1][:, :5], rtol=1e-5)
+
+
 def test_one_passage_per_page(kb_dir, single, tmp_path):
     build_index(_params(kb_dir, single), tmp_path / "idx", device="cpu", progress=False)
     index = PassageIndex(tmp_path / "idx", KBStore(kb_dir))
@@ -200,7 +262,7 @@ def test_approximate_kinds_find_the_exact_neighbours(params):
     approx, resolved = fx.build_index(data.astype(np.float32), params)
     approx = fx.configure(approx, resolved)
     _, truth = fx.search(exact, queries, 10)
-    _, found = fx.search(approx, queries, 10)
+    _, found = fx.search(approx, queries, 10, refine=resolved.refine, vectors=data)
     recall = np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found, strict=True)])
     assert recall >= 0.9, recall
 

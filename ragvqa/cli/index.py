@@ -22,7 +22,11 @@ def build(
         0, "--pq-m", help="ivfpq bytes per vector (0: largest divisor <= 64)."
     ),
     nprobe: int = typer.Option(32, "--nprobe", help="ivfpq lists visited per query."),
-    refine: int = typer.Option(0, "--refine", help="ivfpq: rescore refine x k candidates exactly."),
+    refine: int = typer.Option(
+        0,
+        "--refine",
+        help="ivfpq: rescore refine x k candidates exactly (stored fp16 vectors, on disk).",
+    ),
     hnsw_m: int = typer.Option(32, "--hnsw-m", help="hnsw neighbours per node."),
     ef_search: int = typer.Option(128, "--ef-search", help="hnsw search breadth."),
     doc_template: str = typer.Option(

@@ -2,8 +2,11 @@
 
 Step 1 encodes rows shard by shard (progress with ETA); finished shards survive a kill and are
 not recomputed. Step 2 builds the index from the shards: one vector per document for
-single-vector encoders (ReT-2), every token vector for multi-vector ones (ReT v1), whose
-documents' vectors are also kept in one memory-mapped fp16 array for exact MaxSim at search.
+single-vector encoders (ReT-2), every token vector for multi-vector ones (ReT v1). The
+documents' vectors are also kept in one memory-mapped fp16 array (`vectors.f16.npy`) where
+search reads them: exact MaxSim for multi-vector documents, and exact rescoring of an `ivfpq`
+index's candidates when `refine` is set (the PQ codes stay small in memory; the full vectors
+stay on disk and the OS caches what it can).
 """
 
 from __future__ import annotations
@@ -115,8 +118,13 @@ def _token_matrix(vectors: np.ndarray) -> np.ndarray:
     return vectors.reshape(-1, vectors.shape[-1]).astype(np.float32)
 
 
+def keeps_vectors(n_vec: int, params: fx.FaissParams) -> bool:
+    """Whether search reads stored vectors: late interaction, or a refined ivfpq index."""
+    return n_vec > 1 or (params.kind == "ivfpq" and params.refine > 0)
+
+
 def build_faiss(out: Path, ranges: list, n_vec: int, dim: int, params: fx.FaissParams) -> tuple:
-    """Build and save the faiss index from the shards; keep multi-vector documents mmapped."""
+    """Build and save the faiss index from the shards; keep the vectors search reads."""
     rows = ranges[-1][1] if ranges else 0
     p = params.resolved(rows * n_vec, dim)
     index = fx.new_index(p, dim)
@@ -124,7 +132,7 @@ def build_faiss(out: Path, ranges: list, n_vec: int, dim: int, params: fx.FaissP
         sample = _training_sample(out, ranges, fx.train_sample_size(p))
         fx.train(index, sample, p)
     keep = None
-    if n_vec > 1:
+    if keeps_vectors(n_vec, p):
         keep = np.lib.format.open_memmap(
             out / f".{VECTORS_FILE}.tmp", mode="w+", dtype=np.float16, shape=(rows, n_vec, dim)
         )
@@ -182,7 +190,7 @@ def build_index(
     started = time.time()
     ranges = encode_shards(kb, encoder, out, params, progress)
     count, resolved = build_faiss(out, ranges, head.output_vectors, head.output_dim, params.faiss)
-    files = [FAISS_FILE] + ([VECTORS_FILE] if head.output_vectors > 1 else [])
+    files = [FAISS_FILE] + ([VECTORS_FILE] if keeps_vectors(head.output_vectors, resolved) else [])
     files += [f"emb/{p.name}" for p in sorted((out / "emb").glob("shard-*.safetensors"))]
     manifest = {
         "format": FORMAT,

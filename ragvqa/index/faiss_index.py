@@ -3,8 +3,10 @@
 Kinds:
 - `flat`: exact inner product (IndexFlatIP): the reference, and right up to a few million
   vectors of dim 128.
-- `ivfpq`: inverted lists + product quantisation (`m` bytes per vector), optionally refined by
-  exact scores of the best `refine` x k candidates (keeps the full vectors too).
+- `ivfpq`: inverted lists + product quantisation (`m` bytes per vector in memory), optionally
+  refined: the best `refine` x k candidates are rescored exactly against stored vectors, which
+  an index folder keeps on disk (fp16, memory-mapped), so memory stays at the code size while
+  the ranking is nearly exact.
 - `hnsw`: a graph over full vectors (fast, accurate, 4 x dim + graph bytes per vector).
 On a machine with faiss-gpu and a GPU, flat and IVF indexes are built and searched on the GPU.
 faiss is imported here only.
@@ -74,8 +76,7 @@ def new_index(params: FaissParams, dim: int) -> Any:
         index.hnsw.efConstruction = params.ef_construction
         return index
     quantizer = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFPQ(quantizer, dim, params.nlist, params.m, params.nbits, metric)
-    return faiss.IndexRefineFlat(index) if params.refine else index
+    return faiss.IndexIVFPQ(quantizer, dim, params.nlist, params.m, params.nbits, metric)
 
 
 def train_sample_size(params: FaissParams) -> int:
@@ -111,10 +112,15 @@ def build_index(vectors: np.ndarray, params: FaissParams) -> tuple[Any, FaissPar
 
 
 def configure(index: Any, params: FaissParams) -> Any:
-    """Apply search-time settings (nprobe, efSearch, refine factor); GPU when available."""
+    """Apply search-time settings (nprobe, efSearch); GPU when available.
+
+    (Indexes written before refinement moved to stored vectors wrap the IVF index in faiss's
+    IndexRefineFlat, which holds float32 copies in memory; they still load, and their
+    `refine` factor is applied here.)
+    """
     faiss = _faiss()
     base = faiss.downcast_index(index.base_index) if hasattr(index, "base_index") else index
-    if isinstance(index, faiss.IndexRefine) or hasattr(index, "k_factor"):
+    if isinstance(index, faiss.IndexRefine):
         index.k_factor = float(max(params.refine, 1))
     if hasattr(base, "nprobe"):
         base.nprobe = params.nprobe
@@ -144,7 +150,42 @@ def load_index(path: Path) -> Any:
         raise UserError(f"cannot read the faiss index ({first})", path=str(path)) from None
 
 
-def search(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(scores [B, k], ids [B, k]); ids are -1 where fewer than k vectors exist."""
-    scores, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+def search(
+    index: Any, queries: np.ndarray, k: int, *, refine: int = 0, vectors: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(scores [B, k], ids [B, k]); ids are -1 where fewer than k vectors exist.
+
+    With `refine` >= 1 and the indexed `vectors` (any array-like [N, dim] indexed by id, such
+    as a memory-mapped fp16 file), faiss proposes `refine` x k candidates and `rescore` ranks
+    them by their exact inner products.
+    """
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if refine > 0 and vectors is not None:
+        _, candidates = index.search(queries, k * refine)
+        return rescore(queries, candidates, vectors, k)
+    scores, ids = index.search(queries, k)
     return scores, ids
+
+
+def rescore(
+    queries: np.ndarray, candidates: np.ndarray, vectors: Any, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k among each query's candidate ids (-1 = none) by inner product with
+    `vectors[id]` (shape [dim] or [1, dim]). Rows are read in id order; a store with a
+    `prefetch(rows)` method (`StoredVectors`) is first asked for every row of the batch at
+    once, then for each query's. Equal scores keep the lower id first."""
+    if hasattr(vectors, "prefetch"):
+        vectors.prefetch(candidates[candidates >= 0])
+    out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    out_ids = np.full((len(queries), k), -1, dtype=np.int64)
+    for i, (query, found) in enumerate(zip(queries, candidates, strict=True)):
+        rows = np.unique(found[found >= 0])
+        if not len(rows):
+            continue
+        if hasattr(vectors, "prefetch"):  # reads turned slow within the batch
+            vectors.prefetch(rows)
+        stored = np.asarray(vectors[rows], dtype=np.float32).reshape(len(rows), -1)
+        scores = stored @ query
+        best = np.argsort(-scores, kind="stable")[:k]
+        out_scores[i, : len(best)], out_ids[i, : len(best)] = scores[best], rows[best]
+    return out_scores, out_ids

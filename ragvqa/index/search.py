@@ -1,8 +1,10 @@
 """Searching an index: passages with first-stage scores, optional one-passage-per-page.
 
-Single-vector indexes answer with faiss directly. Multi-vector (late-interaction) indexes
-gather candidate documents from the nearest token vectors of every query vector, then score
-each candidate exactly with MaxSim over its stored vectors.
+Single-vector indexes answer with faiss directly, or, when the index is a refined `ivfpq`,
+faiss proposes `refine` x k candidates that are rescored exactly against the stored fp16
+vectors (memory-mapped from disk). Multi-vector (late-interaction) indexes gather candidate
+documents from the nearest token vectors of every query vector, then score each candidate
+exactly with MaxSim over its stored vectors.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 
 from ragvqa.errors import UserError
 from ragvqa.index import faiss_index as fx
-from ragvqa.index.build import FAISS_FILE, VECTORS_FILE
+from ragvqa.index.build import FAISS_FILE, VECTORS_FILE, keeps_vectors
 from ragvqa.index.manifest import (
     check_encoder,
     check_files,
@@ -22,6 +24,7 @@ from ragvqa.index.manifest import (
     read_manifest,
     summary,
 )
+from ragvqa.index.stored import StoredVectors
 from ragvqa.kb.store import KBStore
 from ragvqa.types import RetrievalResult, RetrievedPassage
 
@@ -54,9 +57,9 @@ class PassageIndex:
                 path=str(self.folder),
             )
         self.index = fx.configure(index, self.params)
-        self.vectors = (
-            np.load(self.folder / VECTORS_FILE, mmap_mode="r") if self.n_vec > 1 else None
-        )
+        self.vectors = None
+        if keeps_vectors(self.n_vec, self.params) and VECTORS_FILE in self.manifest["files"]:
+            self.vectors = StoredVectors(self.folder / VECTORS_FILE)
         self.candidates_per_vector = candidates_per_vector
 
     def search_vectors(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +71,9 @@ class PassageIndex:
                 f"got {list(queries.shape)}"
             )
         if self.n_vec == 1:
-            return fx.search(self.index, queries[:, 0], k)
+            return fx.search(
+                self.index, queries[:, 0], k, refine=self.params.refine, vectors=self.vectors
+            )
         return self._late_interaction(queries, k)
 
     def _late_interaction(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -77,8 +82,10 @@ class PassageIndex:
         ids = ids.reshape(b, -1)
         out_scores = np.full((b, k), -np.inf, dtype=np.float32)
         out_rows = np.full((b, k), -1, dtype=np.int64)
+        self.vectors.prefetch(ids[ids >= 0] // self.n_vec)
         for i in range(b):
             rows = np.unique(ids[i][ids[i] >= 0] // self.n_vec)
+            self.vectors.prefetch(rows)
             docs = np.asarray(self.vectors[rows], dtype=np.float32)  # [C, m, dim]
             scores = np.einsum("nd,cmd->cnm", queries[i], docs).max(axis=2).sum(axis=1)
             best = np.argsort(-scores, kind="stable")[:k]
