@@ -24,6 +24,7 @@ import numpy as np
 from ragvqa.errors import UserError
 
 KINDS = ("flat", "ivfpq", "hnsw")
+GPU_MAX_K = 2048
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,10 @@ def search(
     """
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     if refine > 0 and vectors is not None:
-        _, candidates = index.search(queries, k * refine)
+        fetch = k * refine
+        if type(index).__name__.startswith("Gpu"):  # faiss-gpu answers at most 2,048 per query
+            fetch = max(k, min(fetch, GPU_MAX_K))
+        _, candidates = index.search(queries, fetch)
         return rescore(queries, candidates, vectors, k)
     scores, ids = index.search(queries, k)
     return scores, ids
