@@ -134,13 +134,14 @@ class Pipeline:
     # -- components --------------------------------------------------------------------------
     @cached_property
     def encoder(self) -> Any:
+        from ragvqa.models.checkpoint import parse_dtype
         from ragvqa.models.encode import RetEncoder
 
         spec = self.section("encoder")
         return RetEncoder.from_pretrained(
             self.model_ref(spec["model"]),
             device=spec.get("device"),
-            dtype=_dtype(spec.get("dtype")),
+            dtype=parse_dtype(spec.get("dtype")),
             batch_size=int(spec.get("batch_size", 64)),
         )
 
@@ -250,6 +251,15 @@ class Pipeline:
             self.__dict__["_encoder_key"] = checkpoint_identity(model)
         return self.__dict__["_encoder_key"]
 
+    def encoder_dtype(self) -> str:
+        """The dtype queries are encoded in (the section's `dtype`, else the device's default),
+        by name: encodings in another dtype are other results, so it is part of cache keys."""
+        from ragvqa.models.checkpoint import parse_dtype, resolve_device_dtype
+
+        spec = self.section("encoder")
+        _, dtype = resolve_device_dtype(spec.get("device"), parse_dtype(spec.get("dtype")))
+        return str(dtype).removeprefix("torch.")
+
     def index_key(self) -> dict[str, Any]:
         manifest = self.index.manifest
         return {
@@ -334,14 +344,3 @@ class Pipeline:
 
     def extract(self, raw: str) -> str:
         return self.template.extract_answer(raw)
-
-
-def _dtype(name: str | None) -> Any:
-    if not name:
-        return None
-    import torch
-
-    value = getattr(torch, str(name), None)
-    if not isinstance(value, torch.dtype):
-        raise UserError(f"unknown dtype {name!r} (float32, float16, bfloat16)")
-    return value

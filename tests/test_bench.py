@@ -154,6 +154,22 @@ def test_changing_only_the_prompt_reuses_encode_and_search(world, vllm_engine, r
     assert [r.retrieved for r in records] == [r.retrieved for r in ref]
 
 
+def test_encoding_in_another_dtype_is_not_served_from_the_cache(
+    world, vllm_engine, reference, tmp_path
+):
+    import torch
+
+    assert pipeline(world, vllm_engine).encoder_dtype() == "float32"  # the reference's (CPU)
+    pipe = pipeline(world, vllm_engine, ["reader.batch_size=8", "encoder.dtype=bfloat16"])
+    assert pipe.encoder_dtype() == "bfloat16"
+    cache = reference.parent / "cache"
+    metrics = BenchRunner(
+        pipe, infoseek_spec(world), tmp_path / "r", cache=cache, progress=False
+    ).run()
+    assert not metrics["timings"]["encode"]["cached"]
+    assert pipe.encoder.model.dtype == torch.bfloat16
+
+
 def test_bad_examples_are_failed_and_counted_and_the_run_goes_on(world, vllm_engine, tmp_path):
     folder = tmp_path / "bad"
     shutil.copytree(world["root"] / "infoseek", folder)

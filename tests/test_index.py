@@ -319,6 +319,36 @@ def test_ray_engine_writes_the_same_shards(kb_dir, single, tmp_path):
     assert ray_built["kb"] == local["kb"]
 
 
+def test_bf16_build_records_its_dtype_and_stays_close_to_fp32(kb_dir, single, tmp_path):
+    from ragvqa.index.build import DEFAULT_TEMPLATE
+    from ragvqa.index.ray_engine import _ShardEncoder
+
+    fp32 = build_index(_params(kb_dir, single), tmp_path / "fp32", device="cpu", progress=False)
+    bf16 = build_index(
+        _params(kb_dir, single, dtype="bfloat16"), tmp_path / "bf16", device="cpu", progress=False
+    )
+    assert fp32["encoder_dtype"] is None and bf16["encoder_dtype"] == "bfloat16"
+    a = np.concatenate([read_shard(tmp_path / "fp32" / "emb", i) for i in range(4)])
+    b = np.concatenate([read_shard(tmp_path / "bf16" / "emb", i) for i in range(4)])
+    diff = np.abs(a.astype(np.float32) - b.astype(np.float32)).max()
+    assert 0 < diff < 5e-2, diff  # encoded in bf16 indeed, and close to fp32
+    with pytest.raises(UserError, match="another KB, encoder or settings"):
+        build_index(_params(kb_dir, single, dtype="float32"), tmp_path / "bf16", progress=False)
+    # the Ray actors get the dtype too
+    actor = _ShardEncoder(
+        str(kb_dir), str(single), str(tmp_path / "ray"), DEFAULT_TEMPLATE, 8, "bfloat16"
+    )
+    assert actor.encoder.model.dtype == torch.bfloat16
+
+
+def test_cli_refuses_an_unknown_dtype(kb_dir, single, tmp_path):
+    args = ["index", "build", "--kb", str(kb_dir), "--encoder", str(single)]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "i"), "--dtype", "int8"])
+    assert result.exit_code != 0
+    assert "unknown dtype 'int8' (float32, float16, bfloat16)" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_checkpoint_identity_reads_no_weights_and_equals_the_loaded_one(single, tmp_path):
     from ret_fixtures import official_tiny, write_official_checkpoint
 

@@ -37,6 +37,12 @@ def build(
     batch_size: int = typer.Option(64, "--batch-size", help="Documents per encoder batch."),
     rows_per_shard: int = typer.Option(8192, "--rows-per-shard", help="Rows per embedding shard."),
     device: str | None = typer.Option(None, "--device", help="Default: CUDA when available."),
+    dtype: str | None = typer.Option(
+        None,
+        "--dtype",
+        help="Encoder dtype: bfloat16 | float16 | float32 (default: bfloat16 on CUDA, else "
+        "float32; bfloat16 is also fast on CPUs with AVX-512 BF16 or AMX).",
+    ),
     engine: str = typer.Option("local", "--engine", help="local | ray (a Ray Data job)."),
     ray_address: str | None = typer.Option(
         None, "--ray-address", help="Ray cluster address (default: a local Ray)."
@@ -58,6 +64,7 @@ def build(
             engine=engine,
             ray_address=ray_address,
             ray_actors=ray_actors,
+            dtype=dtype,
             faiss=FaissParams(
                 kind=kind,
                 nlist=nlist,

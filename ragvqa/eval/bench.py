@@ -260,6 +260,7 @@ class BenchRunner:
         key = digest(
             {
                 "encoder": self.pipeline.encoder_key(),
+                "dtype": self.pipeline.encoder_dtype(),
                 "queries": [[q.question, image_stamp(q.image_path)] for q in queries],
             }
         )

@@ -46,6 +46,7 @@ class IndexParams:
     engine: str = "local"
     ray_address: str | None = None
     ray_actors: int = 0
+    dtype: str | None = None  # encoder dtype; None: bfloat16 on CUDA, float32 on CPU
 
 
 def document_text(passage: Passage, template: str) -> str:
@@ -95,6 +96,7 @@ def encode_shards(
             tasks,
             address=params.ray_address,
             actors=params.ray_actors,
+            dtype=params.dtype,
         )
         return ranges
     if params.engine != "local":
@@ -164,6 +166,7 @@ def build_index(
     params: IndexParams, out: str | Path, *, device: str | None = None, progress: bool = True
 ) -> dict[str, Any]:
     """Build (or resume building) an index folder; returns its manifest."""
+    from ragvqa.models.checkpoint import parse_dtype
     from ragvqa.models.encode import RetEncoder
 
     out = Path(out)
@@ -175,6 +178,7 @@ def build_index(
     encoder = RetEncoder.from_pretrained(
         params.encoder,
         device="cpu" if params.engine == "ray" else device,
+        dtype=parse_dtype(params.dtype),
         batch_size=params.batch_size,
         progress=False,
     )
@@ -186,6 +190,8 @@ def build_index(
         "doc_template": params.doc_template,
         "rows_per_shard": params.rows_per_shard,
     }
+    if params.dtype:  # shards of one build are all encoded in the same dtype
+        state["dtype"] = str(parse_dtype(params.dtype)).removeprefix("torch.")
     _check_build_state(out, state)
     started = time.time()
     ranges = encode_shards(kb, encoder, out, params, progress)
@@ -199,6 +205,7 @@ def build_index(
         "build_seconds": round(time.time() - started, 1),
         "encoder": identity,
         "doc_template": params.doc_template,
+        "encoder_dtype": state.get("dtype"),
         "vectors_per_document": head.output_vectors,
         "dim": head.output_dim,
         "documents": len(kb),

@@ -86,6 +86,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 SUMMARY_KEYS = (
     "encoder",
+    "encoder_dtype",
     "vectors_per_document",
     "dim",
     "documents",

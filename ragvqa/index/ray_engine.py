@@ -19,16 +19,25 @@ from ragvqa.errors import UserError
 class _ShardEncoder:
     """A Ray actor: loads the KB and the encoder once, then encodes whole shards."""
 
-    def __init__(self, kb: str, encoder: str, out: str, template: str, batch_size: int):
+    def __init__(
+        self,
+        kb: str,
+        encoder: str,
+        out: str,
+        template: str,
+        batch_size: int,
+        dtype: str | None = None,
+    ):
         import torch
 
         from ragvqa.kb.store import KBStore
+        from ragvqa.models.checkpoint import parse_dtype
         from ragvqa.models.encode import RetEncoder
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.kb = KBStore(kb)
         self.encoder = RetEncoder.from_pretrained(
-            encoder, device=device, batch_size=batch_size, progress=False
+            encoder, device=device, dtype=parse_dtype(dtype), batch_size=batch_size, progress=False
         )
         self.out, self.template = Path(out), template
 
@@ -55,6 +64,7 @@ def encode_with_ray(
     *,
     address: str | None = None,
     actors: int = 0,
+    dtype: str | None = None,
 ) -> list[int]:
     """Encode the (shard, start, end) tasks on a Ray cluster; returns the shards written.
 
@@ -62,6 +72,7 @@ def encode_with_ray(
         address: Ray cluster address ("auto", "ray://host:10001"); None starts a local Ray
             instance on this machine (loopback only).
         actors: Encoder actors (0: one per GPU, or 2 on a machine without GPUs).
+        dtype: Encoder dtype name (None: bfloat16 on a GPU, float32 on a CPU).
     """
     try:
         import ray
@@ -87,7 +98,7 @@ def encode_with_ray(
         dataset = ray.data.from_items(items, override_num_blocks=len(items))
         written = dataset.map_batches(
             _ShardEncoder,
-            fn_constructor_args=(kb, encoder, str(out), template, batch_size),
+            fn_constructor_args=(kb, encoder, str(out), template, batch_size, dtype),
             batch_size=1,
             concurrency=min(pool, len(items)),
             num_gpus=1 if gpus else 0,

@@ -252,6 +252,30 @@ def read_retriever_config(path_or_hub_id: str | Path) -> tuple[Path, RetrieverCo
     )
 
 
+def parse_dtype(name: str | None) -> Any:
+    """A torch dtype from its name ("bfloat16", "float16", "float32"); None stays None (the
+    device's default). An unknown name is a user error."""
+    if not name:
+        return None
+    import torch
+
+    value = getattr(torch, str(name), None)
+    if not isinstance(value, torch.dtype) or not value.is_floating_point:
+        raise UserError(f"unknown dtype {name!r} (float32, float16, bfloat16)")
+    return value
+
+
+def resolve_device_dtype(device: str | None, dtype: Any) -> tuple[str, Any]:
+    """The device and dtype a retriever runs in: CUDA when available, and bfloat16 on CUDA,
+    float32 elsewhere, unless given."""
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dtype is None:
+        dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    return device, dtype
+
+
 def load_retriever(
     path_or_hub_id: str | Path, *, device: str | None = None, dtype: Any = None
 ) -> Any:
@@ -262,7 +286,6 @@ def load_retriever(
         device: "cuda", "cpu", ...; default: CUDA when available.
         dtype: torch dtype; default: bfloat16 on CUDA, float32 on CPU.
     """
-    import torch
 
     from ragvqa.models.retriever import RetRetriever
 
@@ -272,8 +295,6 @@ def load_retriever(
         _load_exact(model, with_shared_head(read_weights(folder), config), folder)
     else:
         _load_exact(model, map_official_state(read_weights(folder), model), folder)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if dtype is None:
-        dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    device, dtype = resolve_device_dtype(device, dtype)
     model.source = str(folder)
     return model.to(device=device, dtype=dtype).eval()
