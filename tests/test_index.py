@@ -16,6 +16,7 @@ from ragvqa.cli.main import app
 from ragvqa.errors import UserError
 from ragvqa.index import faiss_index as fx
 from ragvqa.index.build import IndexParams, build_index
+from ragvqa.index.manifest import summary
 from ragvqa.index.search import PassageIndex
 from ragvqa.index.shards import read_shard
 from ragvqa.kb.build import BuildParams, build_kb
@@ -170,6 +171,9 @@ def test_refined_ivfpq_rescores_from_the_stored_vectors(kb_dir, single, tmp_path
     assert "vectors.f16.npy" in manifest["files"]
     # the faiss file holds codes (4 half-bytes) and ids, not the 64-byte float vectors
     assert manifest["files"]["faiss.index"]["bytes"] < 60 * 16 * 4
+    info = summary(manifest)
+    assert info["bytes_in_memory"] == manifest["files"]["faiss.index"]["bytes"]
+    assert info["bytes_memory_mapped"] == 128 + 60 * 16 * 2  # .npy header + fp16 rows
     docs = np.load(tmp_path / "idx" / "vectors.f16.npy").astype(np.float32)
     assert docs.shape == (60, 1, 16)
     index = PassageIndex(tmp_path / "idx", KBStore(kb_dir))
@@ -290,6 +294,8 @@ def test_cli_build_info_verify(kb_dir, single, tmp_path):
     assert "60 passages, 60 vectors (1 x 16 per passage), flat index" in result.stderr
     info = json.loads(runner.invoke(app, ["index", "info", str(out), "--json"]).stdout)
     assert info["documents"] == 60 and info["kb"]["fingerprint"] == KBStore(kb_dir).fingerprint
+    # a flat index holds the float32 vectors themselves (60 x 16 x 4 bytes) in memory
+    assert info["bytes_in_memory"] >= 60 * 16 * 4 and info["bytes_memory_mapped"] == 0
     assert runner.invoke(app, ["index", "verify", str(out)]).exit_code == 0
     shard = out / "emb" / "shard-00000.safetensors"
     data = bytearray(shard.read_bytes())
