@@ -54,6 +54,13 @@ class ReaderSettings:
     batch_size: int = 64
 
 
+def _notice(message: str) -> None:
+    """A one-line note on stderr (stdout stays for results, e.g. `answer --json`)."""
+    import sys
+
+    print(f"ragvqa: {message}", file=sys.stderr, flush=True)
+
+
 class Pipeline:
     """The components of one pipeline file, built lazily, with one method per stage."""
 
@@ -172,14 +179,40 @@ class Pipeline:
 
     @cached_property
     def index(self) -> Any:
+        from ragvqa.index.faiss_index import SEARCH_TIME
         from ragvqa.index.manifest import MANIFEST
         from ragvqa.index.search import PassageIndex
 
         spec = self.section("index")
         folder = Path(self.path(spec["path"]))
-        if not (folder / MANIFEST).is_file() and spec.get("build", True):
-            self._build_index(folder, spec)
-        return PassageIndex(folder, self.kb, encoder_identity=self.encoder_key())
+        wanted = spec.get("faiss") or {}
+        if spec.get("build", True):
+            if not (folder / MANIFEST).is_file():
+                self._build_index(folder, spec)
+            elif wanted and self._index_differs(folder, wanted):
+                # the embedding shards in the folder are reused: only faiss is built again
+                _notice(f"rebuilding the faiss index in {folder} for index.faiss = {wanted}")
+                self._build_index(folder, spec)
+        search = {k: v for k, v in wanted.items() if k in SEARCH_TIME}
+        return PassageIndex(folder, self.kb, encoder_identity=self.encoder_key(), search=search)
+
+    def _index_differs(self, folder: Path, wanted: dict[str, Any]) -> bool:
+        """Whether the built index has other build-time faiss settings than `wanted`, or
+        lacks the stored vectors that `wanted`'s refinement reads."""
+        from ragvqa.index import faiss_index as fx
+        from ragvqa.index.build import VECTORS_FILE, keeps_vectors
+        from ragvqa.index.manifest import read_manifest
+
+        manifest = read_manifest(folder)
+        try:
+            desired = fx.FaissParams(**wanted)
+        except TypeError as exc:
+            raise UserError(f"index.faiss: {exc}") from None
+        desired = desired.resolved(manifest["index_vectors"], manifest["dim"])
+        built = fx.FaissParams(**manifest["faiss"])
+        n_vec = int(manifest["vectors_per_document"])
+        missing = keeps_vectors(n_vec, desired) and VECTORS_FILE not in manifest["files"]
+        return desired.build_time() != built.build_time() or missing
 
     def _build_index(self, folder: Path, spec: dict[str, Any]) -> None:
         from ragvqa.index import faiss_index as fx
@@ -261,10 +294,12 @@ class Pipeline:
         return str(dtype).removeprefix("torch.")
 
     def index_key(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
         manifest = self.index.manifest
         return {
             "files": {k: v["sha256"] for k, v in manifest["files"].items()},
-            "faiss": manifest["faiss"],
+            "faiss": asdict(self.index.params),  # as searched (search-time settings applied)
             "kb": manifest["kb"]["fingerprint"],
         }
 

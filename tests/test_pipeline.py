@@ -63,9 +63,8 @@ def test_offline_default_kb_fails_in_one_line_naming_the_file(tmp_path, monkeypa
     assert "--set kb.source.input=" in text
 
 
-def test_kb_and_index_are_built_on_first_use(world, tmp_path):
-    """A pipeline whose KB and index folders do not exist builds both from kb.source; the
-    result searches exactly like the world's prebuilt index."""
+def _fresh_pipeline_file(world, tmp_path) -> Path:
+    """The world's pipeline with KB and index folders under tmp_path (not built yet)."""
     built = tmp_path / "p.yaml"
     built.write_text(
         (world["root"] / "pipeline.yaml").read_text()
@@ -74,6 +73,13 @@ def test_kb_and_index_are_built_on_first_use(world, tmp_path):
         .replace("path: index", f"path: {tmp_path}/index\n  faiss: {{kind: flat}}")
         .replace("models/", f"{world['root']}/models/")
     )  # fmt: skip
+    return built
+
+
+def test_kb_and_index_are_built_on_first_use(world, tmp_path):
+    """A pipeline whose KB and index folders do not exist builds both from kb.source; the
+    result searches exactly like the world's prebuilt index."""
+    built = _fresh_pipeline_file(world, tmp_path)
     fresh = Pipeline.load(built)
     prebuilt = Pipeline.load(world["pipeline"])
     assert fresh.kb.info()["pages"] == 50 and fresh.kb.fingerprint == prebuilt.kb.fingerprint
@@ -145,3 +151,43 @@ def test_rerankers_are_configured_from_the_pipeline_file(world, shared_engine):
     )
     sections = Pipeline.load(world["pipeline"], ["rerank.type=ret_sections", "rerank.alpha=0.3"])
     assert isinstance(sections.reranker, RetSectionReranker) and sections.reranker.alpha == 0.3
+
+
+def test_changed_index_settings_rebuild_faiss_or_apply_at_search(world, tmp_path, capsys):
+    """Build-time faiss settings that differ from the built index rebuild only the faiss
+    index (the embedding shards are reused); search-time ones apply without a rebuild."""
+    from ragvqa.index.search import PassageIndex
+
+    built = _fresh_pipeline_file(world, tmp_path)
+    flat = Pipeline.load(built)
+    queries = [VQAQuery("a", "When was this tower built?"), VQAQuery("b", "Which city?")]
+    vectors, _ = flat.encode(queries)
+    exact = flat.search(["a", "b"], vectors)
+    folder = tmp_path / "index"
+    shards = {p: p.stat().st_mtime_ns for p in (folder / "emb").glob("*.safetensors")}
+    # 150 passages of dim 16: 2 lists, 8 half-byte codes; refine x 80 covers every passage
+    ivf = ["kind=ivfpq", "nlist=2", "m=8", "nbits=4", "nprobe=2", "refine=80"]
+    refined = Pipeline.load(built, [f"index.faiss.{s}" for s in ivf])
+    got = refined.search(["a", "b"], vectors)
+    assert "rebuilding the faiss index" in capsys.readouterr().err
+    assert refined.index.manifest["faiss"]["kind"] == "ivfpq"
+    assert (folder / "vectors.f16.npy").is_file()
+    assert {p: p.stat().st_mtime_ns for p in (folder / "emb").glob("*.safetensors")} == shards
+    ids = [[p.passage.passage_id for p in r.passages] for r in got]
+    assert ids == [[p.passage.passage_id for p in r.passages] for r in exact]
+    assert np.allclose([p.score for p in got[0].passages], [p.score for p in exact[0].passages])
+
+    stamp = (folder / "faiss.index").stat().st_mtime_ns
+    probe1 = Pipeline.load(built, [f"index.faiss.{s}" for s in ivf] + ["index.faiss.nprobe=1"])
+    assert probe1.index.params.nprobe == 1 and refined.index.params.nprobe == 2
+    assert (folder / "faiss.index").stat().st_mtime_ns == stamp  # not rebuilt
+    assert "rebuilding" not in capsys.readouterr().err
+    assert probe1.index_key() != refined.index_key()  # search results are cached apart
+
+    with pytest.raises(UserError, match="nlist shape the index file"):
+        PassageIndex(folder, refined.kb, search={"nlist": 4})
+    plain = Pipeline.load(built, [f"index.faiss.{s}" for s in ivf[:-1]] + ["index.faiss.nlist=3"])
+    assert plain.index.manifest["faiss"]["nlist"] == 3  # rebuilt, without stored vectors
+    assert "vectors.f16.npy" not in plain.index.manifest["files"]
+    with pytest.raises(UserError, match="keeps no stored vectors, so it cannot refine"):
+        PassageIndex(folder, plain.kb, search={"refine": 5})

@@ -24,6 +24,8 @@ import numpy as np
 from ragvqa.errors import UserError
 
 KINDS = ("flat", "ivfpq", "hnsw")
+# settings that take effect when searching: changing them needs no rebuild
+SEARCH_TIME = ("nprobe", "refine", "ef_search")
 GPU_MAX_K = 2048
 
 
@@ -40,6 +42,10 @@ class FaissParams:
     hnsw_m: int = 32
     ef_construction: int = 200
     ef_search: int = 128
+
+    def build_time(self) -> dict[str, Any]:
+        """The settings that shape the index file (everything but `SEARCH_TIME`)."""
+        return {k: v for k, v in asdict(self).items() if k not in SEARCH_TIME}
 
     def resolved(self, count: int, dim: int) -> FaissParams:
         if self.kind not in KINDS:
@@ -131,6 +137,12 @@ def configure(index: Any, params: FaissParams) -> Any:
     if resources is not None and params.kind != "hnsw":
         index = faiss.index_cpu_to_gpu(resources, 0, index)
     return index
+
+
+def refines_itself(index: Any) -> bool:
+    """Whether the index is faiss's IndexRefine wrapper (written before refinement moved to
+    stored vectors), which keeps its own float32 copies."""
+    return isinstance(index, _faiss().IndexRefine)
 
 
 def save_index(index: Any, path: Path) -> None:

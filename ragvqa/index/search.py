@@ -9,6 +9,7 @@ exactly with MaxSim over its stored vectors.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,10 @@ class PassageIndex:
         *,
         encoder_identity: dict | None = None,
         candidates_per_vector: int = 64,
+        search: dict[str, Any] | None = None,
     ):
+        """`search` overrides the search-time settings the index was built with (nprobe,
+        refine, ef_search); the others shape the index file and need a rebuild."""
         self.folder = Path(folder)
         self.manifest = read_manifest(self.folder)
         check_files(self.folder, self.manifest, hashes=False)
@@ -48,12 +52,26 @@ class PassageIndex:
             check_encoder(self.manifest, encoder_identity)
         self.kb = kb
         self.n_vec = int(self.manifest["vectors_per_document"])
-        self.params = fx.FaissParams(**self.manifest["faiss"])
+        others = sorted(set(search or {}) - set(fx.SEARCH_TIME))
+        if others:
+            raise UserError(
+                f"{', '.join(others)} shape the index file: rebuild the index to change them "
+                f"(only {', '.join(fx.SEARCH_TIME)} change at search time)",
+                path=str(self.folder),
+            )
+        self.params = replace(fx.FaissParams(**self.manifest["faiss"]), **(search or {}))
         index = fx.load_index(self.folder / FAISS_FILE)
         if index.ntotal != self.manifest["index_vectors"]:
             raise UserError(
                 f"faiss index holds {index.ntotal} vectors, the manifest says "
                 f"{self.manifest['index_vectors']}",
+                path=str(self.folder),
+            )
+        stored = VECTORS_FILE in self.manifest["files"]
+        if keeps_vectors(self.n_vec, self.params) and not stored and not fx.refines_itself(index):
+            raise UserError(
+                "this index keeps no stored vectors, so it cannot refine: rebuild it with a "
+                "refine setting (ragvqa index build --refine R, or index.faiss.refine)",
                 path=str(self.folder),
             )
         self.index = fx.configure(index, self.params)
