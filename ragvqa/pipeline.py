@@ -200,7 +200,7 @@ class Pipeline:
         """Whether the built index has other build-time faiss settings than `wanted`, or
         lacks the stored vectors that `wanted`'s refinement reads."""
         from ragvqa.index import faiss_index as fx
-        from ragvqa.index.build import VECTORS_FILE, keeps_vectors
+        from ragvqa.index.build import VECTORS_FILE
         from ragvqa.index.manifest import read_manifest
 
         manifest = read_manifest(folder)
@@ -211,7 +211,7 @@ class Pipeline:
         desired = desired.resolved(manifest["index_vectors"], manifest["dim"])
         built = fx.FaissParams(**manifest["faiss"])
         n_vec = int(manifest["vectors_per_document"])
-        missing = keeps_vectors(n_vec, desired) and VECTORS_FILE not in manifest["files"]
+        missing = fx.reads_vectors(n_vec, desired) and VECTORS_FILE not in manifest["files"]
         return desired.build_time() != built.build_time() or missing
 
     def _build_index(self, folder: Path, spec: dict[str, Any]) -> None:

@@ -99,16 +99,13 @@ def test_run_directory_holds_every_answer_and_official_scores(world, reference, 
 def test_entity_recall_matches_brute_force_search(world, reference):
     """Recall@K recomputed without faiss: dot products with every stored document vector,
     best passage per page, the gold page's rank."""
-    from ragvqa.index.shards import read_shard
     from ragvqa.kb.store import KBStore
 
     metrics = read_metrics(reference)
     records = read_records(reference)
     pipe = Pipeline.load(world["pipeline"])
     kb = KBStore(world["root"] / "kb")
-    emb = world["root"] / "index" / "emb"
-    count = len(list(emb.glob("shard-*")))
-    docs = np.concatenate([read_shard(emb, i) for i in range(count)]).astype(np.float32)[:, 0]
+    docs = np.load(world["root"] / "index" / "vectors.f16.npy").astype(np.float32)[:, 0]
     pages = [p.entity_id for p in kb.passages(range(len(kb)))]
     queries = [r for r in records]
     from ragvqa.types import VQAQuery

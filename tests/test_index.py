@@ -18,7 +18,6 @@ from ragvqa.index import faiss_index as fx
 from ragvqa.index.build import IndexParams, build_index
 from ragvqa.index.manifest import summary
 from ragvqa.index.search import PassageIndex
-from ragvqa.index.shards import read_shard
 from ragvqa.kb.build import BuildParams, build_kb
 from ragvqa.kb.store import KBStore
 from ragvqa.models.checkpoint import save_retriever
@@ -80,8 +79,9 @@ def test_flat_index_is_exact(kb_dir, single, tmp_path):
     manifest = build_index(_params(kb_dir, single), tmp_path / "idx", device="cpu", progress=False)
     assert (manifest["documents"], manifest["index_vectors"], manifest["dim"]) == (60, 60, 16)
     kb = KBStore(kb_dir)
-    docs = np.concatenate([read_shard(tmp_path / "idx" / "emb", i) for i in range(4)])
+    docs = np.load(tmp_path / "idx" / "vectors.f16.npy")
     assert docs.shape == (60, 1, 16) and docs.dtype == np.float16
+    assert not (tmp_path / "idx" / "emb").exists()  # the shards were merged, then removed
     index = PassageIndex(tmp_path / "idx", kb)
     queries = docs[[5, 42]].astype(np.float32)
     scores, rows = index.search_vectors(queries, 5)
@@ -104,7 +104,7 @@ def test_index_stores_what_the_encoder_computes(kb_dir, single, tmp_path):
     expected = encoder.encode_documents(
         [replace(passage, text=document_text(passage, "{display_title}\n{text}"))]
     )
-    stored = read_shard(tmp_path / "idx" / "emb", 0)[7].astype(np.float32)
+    stored = np.load(tmp_path / "idx" / "vectors.f16.npy")[7].astype(np.float32)
     np.testing.assert_allclose(stored, expected[0], atol=2e-3)  # fp16 storage
 
 
@@ -188,7 +188,7 @@ def test_refined_ivfpq_rescores_from_the_stored_vectors(kb_dir, single, tmp_path
 def test_one_passage_per_page(kb_dir, single, tmp_path):
     build_index(_params(kb_dir, single), tmp_path / "idx", device="cpu", progress=False)
     index = PassageIndex(tmp_path / "idx", KBStore(kb_dir))
-    docs = read_shard(tmp_path / "idx" / "emb", 0).astype(np.float32)
+    docs = np.load(tmp_path / "idx" / "vectors.f16.npy").astype(np.float32)
     [plain] = index.retrieve(["q"], docs[[0]], 10)
     [pages] = index.retrieve(["q"], docs[[0]], 10, one_per_page=True)
     assert [p.rank for p in pages.passages] == list(range(10))
@@ -219,9 +219,18 @@ def test_killed_encoding_resumes_without_recomputing(kb_dir, single, tmp_path, m
     )
     resumed = build_index(_params(kb_dir, single), tmp_path / "idx", device="cpu", progress=False)
     assert calls == [2, 3]  # shards 0 and 1 were kept
-    assert {k: v["sha256"] for k, v in resumed["files"].items() if k.startswith("emb/")} == {
-        k: v["sha256"] for k, v in clean["files"].items() if k.startswith("emb/")
-    }
+    vectors = "vectors.f16.npy"
+    assert resumed["files"][vectors]["sha256"] == clean["files"][vectors]["sha256"]
+    # building again with other faiss settings encodes nothing: it starts from the vectors
+    calls.clear()
+    again = build_index(
+        _params(kb_dir, single, faiss=fx.FaissParams(kind="hnsw")),
+        tmp_path / "idx",
+        device="cpu",
+        progress=False,
+    )
+    assert calls == [] and again["faiss"]["kind"] == "hnsw"
+    assert again["files"][vectors] == resumed["files"][vectors]
 
 
 def test_mismatches_are_refused(kb_dir, single, multi, tmp_path):
@@ -297,10 +306,10 @@ def test_cli_build_info_verify(kb_dir, single, tmp_path):
     # a flat index holds the float32 vectors themselves (60 x 16 x 4 bytes) in memory
     assert info["bytes_in_memory"] >= 60 * 16 * 4 and info["bytes_memory_mapped"] == 0
     assert runner.invoke(app, ["index", "verify", str(out)]).exit_code == 0
-    shard = out / "emb" / "shard-00000.safetensors"
-    data = bytearray(shard.read_bytes())
+    stored = out / "vectors.f16.npy"
+    data = bytearray(stored.read_bytes())
     data[-1] ^= 0xFF  # same size, different content
-    shard.write_bytes(bytes(data))
+    stored.write_bytes(bytes(data))
     result = runner.invoke(app, ["index", "verify", str(out)])
     assert result.exit_code == 2 and "content changed since the build" in result.stderr
     result = runner.invoke(app, ["index", "info", str(tmp_path)])
@@ -317,10 +326,10 @@ def test_ray_engine_writes_the_same_shards(kb_dir, single, tmp_path):
         device="cpu",
         progress=False,
     )
-    for i in range(4):
-        a = read_shard(tmp_path / "local" / "emb", i).astype(np.float32)
-        b = read_shard(tmp_path / "ray" / "emb", i).astype(np.float32)
-        np.testing.assert_allclose(a, b, atol=2e-3)  # fp16 storage; thread counts may differ
+    a = np.load(tmp_path / "local" / "vectors.f16.npy").astype(np.float32)
+    b = np.load(tmp_path / "ray" / "vectors.f16.npy").astype(np.float32)
+    assert a.shape == b.shape == (60, 1, 16)
+    np.testing.assert_allclose(a, b, atol=2e-3)  # fp16 storage; thread counts may differ
     assert ray_built["index_vectors"] == local["index_vectors"] == 60
     assert ray_built["kb"] == local["kb"]
 
@@ -334,8 +343,8 @@ def test_bf16_build_records_its_dtype_and_stays_close_to_fp32(kb_dir, single, tm
         _params(kb_dir, single, dtype="bfloat16"), tmp_path / "bf16", device="cpu", progress=False
     )
     assert fp32["encoder_dtype"] is None and bf16["encoder_dtype"] == "bfloat16"
-    a = np.concatenate([read_shard(tmp_path / "fp32" / "emb", i) for i in range(4)])
-    b = np.concatenate([read_shard(tmp_path / "bf16" / "emb", i) for i in range(4)])
+    a = np.load(tmp_path / "fp32" / "vectors.f16.npy")
+    b = np.load(tmp_path / "bf16" / "vectors.f16.npy")
     diff = np.abs(a.astype(np.float32) - b.astype(np.float32)).max()
     assert 0 < diff < 5e-2, diff  # encoded in bf16 indeed, and close to fp32
     with pytest.raises(UserError, match="another KB, encoder or settings"):

@@ -3,6 +3,7 @@ use, offline errors."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -164,15 +165,15 @@ def test_changed_index_settings_rebuild_faiss_or_apply_at_search(world, tmp_path
     vectors, _ = flat.encode(queries)
     exact = flat.search(["a", "b"], vectors)
     folder = tmp_path / "index"
-    shards = {p: p.stat().st_mtime_ns for p in (folder / "emb").glob("*.safetensors")}
+    stored = (folder / "vectors.f16.npy").stat().st_mtime_ns
     # 150 passages of dim 16: 2 lists, 8 half-byte codes; refine x 80 covers every passage
     ivf = ["kind=ivfpq", "nlist=2", "m=8", "nbits=4", "nprobe=2", "refine=80"]
     refined = Pipeline.load(built, [f"index.faiss.{s}" for s in ivf])
+    refined.__dict__["encoder"] = None  # rebuilding must not encode the KB again
     got = refined.search(["a", "b"], vectors)
     assert "rebuilding the faiss index" in capsys.readouterr().err
     assert refined.index.manifest["faiss"]["kind"] == "ivfpq"
-    assert (folder / "vectors.f16.npy").is_file()
-    assert {p: p.stat().st_mtime_ns for p in (folder / "emb").glob("*.safetensors")} == shards
+    assert (folder / "vectors.f16.npy").stat().st_mtime_ns == stored  # read, not rewritten
     ids = [[p.passage.passage_id for p in r.passages] for r in got]
     assert ids == [[p.passage.passage_id for p in r.passages] for r in exact]
     assert np.allclose([p.score for p in got[0].passages], [p.score for p in exact[0].passages])
@@ -187,7 +188,16 @@ def test_changed_index_settings_rebuild_faiss_or_apply_at_search(world, tmp_path
     with pytest.raises(UserError, match="nlist shape the index file"):
         PassageIndex(folder, refined.kb, search={"nlist": 4})
     plain = Pipeline.load(built, [f"index.faiss.{s}" for s in ivf[:-1]] + ["index.faiss.nlist=3"])
-    assert plain.index.manifest["faiss"]["nlist"] == 3  # rebuilt, without stored vectors
-    assert "vectors.f16.npy" not in plain.index.manifest["files"]
+    assert plain.index.manifest["faiss"]["nlist"] == 3 and plain.index.params.refine == 0
+    # refinement is a search-time setting: the stored vectors are always there
+    again = PassageIndex(folder, plain.kb, search={"refine": 80})
+    _, rows = again.search_vectors(vectors, 5)
+    docs = np.load(folder / "vectors.f16.npy").astype(np.float32)[:, 0]
+    brute = vectors[:, 0] @ docs.T
+    np.testing.assert_array_equal(rows, np.argsort(-brute, axis=1, kind="stable")[:, :5])
+    # an index written by an earlier version without stored vectors cannot refine
+    manifest = json.loads((folder / "index.json").read_text())
+    del manifest["files"]["vectors.f16.npy"]
+    (folder / "index.json").write_text(json.dumps(manifest))
     with pytest.raises(UserError, match="keeps no stored vectors, so it cannot refine"):
         PassageIndex(folder, plain.kb, search={"refine": 5})

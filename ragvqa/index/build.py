@@ -2,11 +2,12 @@
 
 Step 1 encodes rows shard by shard (progress with ETA); finished shards survive a kill and are
 not recomputed. Step 2 builds the index from the shards: one vector per document for
-single-vector encoders (ReT-2), every token vector for multi-vector ones (ReT v1). The
-documents' vectors are also kept in one memory-mapped fp16 array (`vectors.f16.npy`) where
-search reads them: exact MaxSim for multi-vector documents, and exact rescoring of an `ivfpq`
-index's candidates when `refine` is set (the PQ codes stay small in memory; the full vectors
-stay on disk and the OS caches what it can).
+single-vector encoders (ReT-2), every token vector for multi-vector ones (ReT v1), and merges
+the shards into one fp16 array, `vectors.f16.npy` [passages, vectors, dim]; once the manifest
+is written the shards are removed, so the vectors are stored once. Search reads that array
+memory-mapped (exact MaxSim for multi-vector documents, exact rescoring of an `ivfpq` index's
+candidates when `refine` is set), and building again in the same folder with other faiss
+settings starts from it without encoding anything.
 """
 
 from __future__ import annotations
@@ -120,25 +121,53 @@ def _token_matrix(vectors: np.ndarray) -> np.ndarray:
     return vectors.reshape(-1, vectors.shape[-1]).astype(np.float32)
 
 
-def keeps_vectors(n_vec: int, params: fx.FaissParams) -> bool:
-    """Whether search reads stored vectors: late interaction, or a refined ivfpq index."""
-    return n_vec > 1 or (params.kind == "ivfpq" and params.refine > 0)
+def finished_vectors(out: Path, shape: tuple[int, int, int]) -> dict[str, Any] | None:
+    """The manifest entry of a finished build's stored vectors when they hold every row in
+    `shape` (then nothing needs encoding), else None."""
+    try:
+        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        entry = manifest["files"][VECTORS_FILE]
+        stored = np.load(out / VECTORS_FILE, mmap_mode="r")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if stored.shape != shape or (out / VECTORS_FILE).stat().st_size != entry["bytes"]:
+        return None
+    return {"entry": entry, "images": manifest.get("images")}
 
 
-def build_faiss(out: Path, ranges: list, n_vec: int, dim: int, params: fx.FaissParams) -> tuple:
-    """Build and save the faiss index from the shards; keep the vectors search reads."""
+def _chunks(out: Path, ranges: list, from_vectors: bool) -> Any:
+    """(first row, fp16 vectors) per row range, from the shards or the stored vectors."""
+    if not from_vectors:
+        yield from iter_shards(out / "emb", ranges)
+        return
+    stored = np.load(out / VECTORS_FILE, mmap_mode="r")
+    for start, end in ranges:
+        yield start, np.asarray(stored[start:end])
+
+
+def build_faiss(
+    out: Path,
+    ranges: list,
+    n_vec: int,
+    dim: int,
+    params: fx.FaissParams,
+    *,
+    from_vectors: bool = False,
+) -> tuple:
+    """Build and save the faiss index from the shards (merging them into the stored vectors)
+    or, with `from_vectors`, from the stored vectors of an earlier build."""
     rows = ranges[-1][1] if ranges else 0
     p = params.resolved(rows * n_vec, dim)
     index = fx.new_index(p, dim)
     if fx.train_sample_size(p):
-        sample = _training_sample(out, ranges, fx.train_sample_size(p))
+        sample = _training_sample(out, ranges, fx.train_sample_size(p), from_vectors)
         fx.train(index, sample, p)
     keep = None
-    if keeps_vectors(n_vec, p):
+    if not from_vectors:
         keep = np.lib.format.open_memmap(
             out / f".{VECTORS_FILE}.tmp", mode="w+", dtype=np.float16, shape=(rows, n_vec, dim)
         )
-    for start, vectors in iter_shards(out / "emb", ranges):
+    for start, vectors in _chunks(out, ranges, from_vectors):
         fx.add(index, _token_matrix(vectors))
         if keep is not None:
             keep[start : start + len(vectors)] = vectors
@@ -150,12 +179,21 @@ def build_faiss(out: Path, ranges: list, n_vec: int, dim: int, params: fx.FaissP
     return index.ntotal, p
 
 
-def _training_sample(out: Path, ranges: list, size: int) -> np.ndarray:
-    """Up to `size` vectors spread over all shards (a fixed share of each)."""
+def _drop_shards(out: Path) -> None:
+    """Remove the embedding shards once the stored vectors and the manifest hold them."""
+    folder = out / "emb"
+    for path in folder.glob("*shard-*.safetensors*"):
+        path.unlink()
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
+def _training_sample(out: Path, ranges: list, size: int, from_vectors: bool) -> np.ndarray:
+    """Up to `size` vectors spread over all row ranges (a fixed share of each)."""
     total = sum(e - s for s, e in ranges)
     rng = np.random.default_rng(0)
     parts = []
-    for _, vectors in iter_shards(out / "emb", ranges):
+    for _, vectors in _chunks(out, ranges, from_vectors):
         flat = _token_matrix(vectors)
         take = min(len(flat), max(1, int(round(size * len(vectors) / max(total, 1)))))
         parts.append(flat[np.sort(rng.choice(len(flat), take, replace=False))])
@@ -194,10 +232,24 @@ def build_index(
         state["dtype"] = str(parse_dtype(params.dtype)).removeprefix("torch.")
     _check_build_state(out, state)
     started = time.time()
-    ranges = encode_shards(kb, encoder, out, params, progress)
-    count, resolved = build_faiss(out, ranges, head.output_vectors, head.output_dim, params.faiss)
-    files = [FAISS_FILE] + ([VECTORS_FILE] if keeps_vectors(head.output_vectors, resolved) else [])
-    files += [f"emb/{p.name}" for p in sorted((out / "emb").glob("shard-*.safetensors"))]
+    n_vec, dim = head.output_vectors, head.output_dim
+    earlier = finished_vectors(out, (len(kb), n_vec, dim))
+    if earlier is None:
+        ranges = encode_shards(kb, encoder, out, params, progress)
+        images = {
+            "missing": encoder.stats.missing_images,
+            "unreadable": encoder.stats.unreadable_images,
+        }
+    else:  # a finished build of the same KB and encoder: only faiss is built again
+        ranges = shard_ranges(len(kb), params.rows_per_shard)
+        images = earlier["images"]
+    count, resolved = build_faiss(
+        out, ranges, n_vec, dim, params.faiss, from_vectors=earlier is not None
+    )
+    files = {
+        FAISS_FILE: _file_entry(out / FAISS_FILE),
+        VECTORS_FILE: earlier["entry"] if earlier else _file_entry(out / VECTORS_FILE),
+    }
     manifest = {
         "format": FORMAT,
         "ragvqa_version": __version__,
@@ -213,14 +265,13 @@ def build_index(
         "kb": {"path": str(params.kb), "fingerprint": kb.fingerprint, "passages": len(kb)},
         "faiss": asdict(resolved),
         "rows_per_shard": params.rows_per_shard,
-        "images": {
-            "missing": encoder.stats.missing_images,
-            "unreadable": encoder.stats.unreadable_images,
-        },
-        "files": {
-            name: {"bytes": (out / name).stat().st_size, "sha256": file_digest(out / name)}
-            for name in files
-        },
+        "images": images,
+        "files": files,
     }
     write_json_atomic(out / MANIFEST, manifest)
+    _drop_shards(out)
     return manifest
+
+
+def _file_entry(path: Path) -> dict[str, Any]:
+    return {"bytes": path.stat().st_size, "sha256": file_digest(path)}

@@ -72,6 +72,12 @@ def _gpu(faiss: Any) -> Any:
     return None
 
 
+def reads_vectors(n_vec: int, params: FaissParams) -> bool:
+    """Whether search reads the stored vectors: late interaction (several vectors per
+    document), or a refined ivfpq index."""
+    return n_vec > 1 or (params.kind == "ivfpq" and params.refine > 0)
+
+
 def new_index(params: FaissParams, dim: int) -> Any:
     """An empty index of the resolved kind (IVF kinds still need `train`)."""
     faiss = _faiss()

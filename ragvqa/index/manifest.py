@@ -103,13 +103,17 @@ SUMMARY_KEYS = (
 def summary(manifest: dict[str, Any]) -> dict[str, Any]:
     """What `index info` shows: provenance, shape, counts, and bytes: on disk in all
     (`bytes`), loaded into memory at search (`bytes_in_memory`: the faiss index), and read
-    memory-mapped at search (`bytes_memory_mapped`: the stored vectors, which the OS pages in
-    as queries touch them; the embedding shards are not read at search)."""
+    memory-mapped at search (`bytes_memory_mapped`: the stored vectors, where search reads
+    them, which the OS pages in as queries touch them)."""
+    from ragvqa.index.faiss_index import FaissParams, reads_vectors
+
     files = manifest["files"]
     data = {k: manifest.get(k) for k in SUMMARY_KEYS}
     data["bytes"] = sum(f["bytes"] for f in files.values())
     data["bytes_in_memory"] = files.get("faiss.index", {}).get("bytes", 0)
-    data["bytes_memory_mapped"] = files.get("vectors.f16.npy", {}).get("bytes", 0)
+    n_vec, params = manifest["vectors_per_document"], FaissParams(**manifest["faiss"])
+    read = reads_vectors(n_vec, params)
+    data["bytes_memory_mapped"] = files.get("vectors.f16.npy", {}).get("bytes", 0) if read else 0
     return data
 
 

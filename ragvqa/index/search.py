@@ -17,7 +17,7 @@ import numpy as np
 
 from ragvqa.errors import UserError
 from ragvqa.index import faiss_index as fx
-from ragvqa.index.build import FAISS_FILE, VECTORS_FILE, keeps_vectors
+from ragvqa.index.build import FAISS_FILE, VECTORS_FILE
 from ragvqa.index.manifest import (
     check_encoder,
     check_files,
@@ -68,7 +68,11 @@ class PassageIndex:
                 path=str(self.folder),
             )
         stored = VECTORS_FILE in self.manifest["files"]
-        if keeps_vectors(self.n_vec, self.params) and not stored and not fx.refines_itself(index):
+        if (
+            fx.reads_vectors(self.n_vec, self.params)
+            and not stored
+            and not fx.refines_itself(index)
+        ):
             raise UserError(
                 "this index keeps no stored vectors, so it cannot refine: rebuild it with a "
                 "refine setting (ragvqa index build --refine R, or index.faiss.refine)",
@@ -76,7 +80,7 @@ class PassageIndex:
             )
         self.index = fx.configure(index, self.params)
         self.vectors = None
-        if keeps_vectors(self.n_vec, self.params) and VECTORS_FILE in self.manifest["files"]:
+        if fx.reads_vectors(self.n_vec, self.params) and VECTORS_FILE in self.manifest["files"]:
             self.vectors = StoredVectors(self.folder / VECTORS_FILE)
         self.candidates_per_vector = candidates_per_vector
 

@@ -4,7 +4,8 @@ Shard i holds KB rows [i * rows_per_shard, (i + 1) * rows_per_shard) as
 `emb/shard-00000.safetensors` with one tensor `vectors` [rows, n_vectors, dim]. A shard is
 written under a temporary name and renamed when complete, so after a kill the finished shards
 are kept and only the missing ones are encoded again. Whatever engine encodes (in-process or a
-Ray job), the shards are the same files.
+Ray job), the shards are the same files. They live as long as a build: the finished build
+merges them into the index folder's `vectors.f16.npy` and removes them.
 """
 
 from __future__ import annotations
