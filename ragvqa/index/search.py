@@ -108,8 +108,7 @@ class PassageIndex:
         for i in range(b):
             rows = np.unique(ids[i][ids[i] >= 0] // self.n_vec)
             self.vectors.prefetch(rows)
-            docs = np.asarray(self.vectors[rows], dtype=np.float32)  # [C, m, dim]
-            scores = np.einsum("nd,cmd->cnm", queries[i], docs).max(axis=2).sum(axis=1)
+            scores = fx.maxsim(queries[i], self.vectors[rows])  # stored: [C, m, dim]
             best = np.argsort(-scores, kind="stable")[:k]
             out_scores[i, : len(best)], out_rows[i, : len(best)] = scores[best], rows[best]
         return out_scores, out_rows
