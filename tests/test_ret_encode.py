@@ -119,3 +119,37 @@ def test_batching_and_length_sorting_do_not_change_results(saved, images):
 def test_empty_input(saved):
     encoder = RetEncoder.from_pretrained(saved, device="cpu")
     assert encoder.encode_queries([]).shape == (0, 4, 16)
+
+
+@pytest.mark.parametrize(
+    "size", [(1024, 768), (768, 1024), (224, 224), (225, 224), (100, 60), (31, 500), (1, 1)]
+)
+def test_pixels_equal_transformers_pil_processor_bit_for_bit(size):
+    """The direct CLIP preprocessing (resize, crop, rescale, normalise) gives exactly the
+    values of transformers' PIL image processor, the one ReT was trained with."""
+    from transformers import CLIPImageProcessorPil
+
+    rng = np.random.default_rng(sum(size))
+    image = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    for reference in (
+        CLIPImageProcessorPil(),  # 224 px, bicubic, CLIP mean / std
+        CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 24, "width": 30}),
+    ):
+        fast = RetProcessor(None, reference)
+        assert fast._clip_steps() is not None  # the direct path is taken
+        want = reference([image], return_tensors="np")["pixel_values"]
+        got = fast.pixels([image]).numpy()
+        assert got.shape == want.shape and got.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
+
+
+def test_pixels_of_other_image_processors_go_through_them():
+    from transformers import CLIPImageProcessorPil
+
+    square = CLIPImageProcessorPil(size={"height": 40, "width": 40}, do_center_crop=False)
+    processor = RetProcessor(None, square)
+    assert processor._clip_steps() is None
+    image = Image.new("RGB", (80, 50), color=(10, 200, 30))
+    want = square([image], return_tensors="np")["pixel_values"]
+    np.testing.assert_array_equal(processor.pixels([image]).numpy(), want)
+    assert want.shape == (1, 3, 40, 40)
