@@ -356,6 +356,14 @@ def test_bf16_build_records_its_dtype_and_stays_close_to_fp32(kb_dir, single, tm
     assert actor.encoder.model.dtype == torch.bfloat16
 
 
+def test_cli_refuses_an_ivfpq_index_over_too_few_vectors(kb_dir, single, tmp_path):
+    args = ["index", "build", "--kb", str(kb_dir), "--encoder", str(single), "--no-progress"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "i"), "--type", "ivfpq"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    # 60 passages: 8-bit PQ codebooks need 256 training vectors
+    assert "needs at least 256 vectors to train, got 60" in result.output
+
+
 def test_cli_refuses_an_unknown_dtype(kb_dir, single, tmp_path):
     args = ["index", "build", "--kb", str(kb_dir), "--encoder", str(single)]
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "i"), "--dtype", "int8"])

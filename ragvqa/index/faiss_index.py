@@ -100,8 +100,12 @@ def train_sample_size(params: FaissParams) -> int:
 def train(index: Any, sample: np.ndarray, params: FaissParams) -> None:
     if params.kind != "ivfpq":
         return
-    if len(sample) < params.nlist:
-        raise UserError(f"ivfpq needs at least nlist={params.nlist} vectors, got {len(sample)}")
+    need = max(params.nlist, 2**params.nbits)  # one per list, and per PQ centroid
+    if len(sample) < need:
+        raise UserError(
+            f"ivfpq with nlist={params.nlist} and nbits={params.nbits} needs at least {need} "
+            f"vectors to train, got {len(sample)} (use --type flat for so few, or lower them)"
+        )
     index.train(np.ascontiguousarray(sample, dtype=np.float32))
 
 
