@@ -231,6 +231,7 @@ def test_killed_encoding_resumes_without_recomputing(kb_dir, single, tmp_path, m
     )
     assert calls == [] and again["faiss"]["kind"] == "hnsw"
     assert again["files"][vectors] == resumed["files"][vectors]
+    assert again["encoder_dtype"] == resumed["encoder_dtype"] == "float32"
 
 
 def test_mismatches_are_refused(kb_dir, single, multi, tmp_path):
@@ -342,7 +343,7 @@ def test_bf16_build_records_its_dtype_and_stays_close_to_fp32(kb_dir, single, tm
     bf16 = build_index(
         _params(kb_dir, single, dtype="bfloat16"), tmp_path / "bf16", device="cpu", progress=False
     )
-    assert fp32["encoder_dtype"] is None and bf16["encoder_dtype"] == "bfloat16"
+    assert fp32["encoder_dtype"] == "float32" and bf16["encoder_dtype"] == "bfloat16"
     a = np.load(tmp_path / "fp32" / "vectors.f16.npy")
     b = np.load(tmp_path / "bf16" / "vectors.f16.npy")
     diff = np.abs(a.astype(np.float32) - b.astype(np.float32)).max()

@@ -132,7 +132,11 @@ def finished_vectors(out: Path, shape: tuple[int, int, int]) -> dict[str, Any] |
         return None
     if stored.shape != shape or (out / VECTORS_FILE).stat().st_size != entry["bytes"]:
         return None
-    return {"entry": entry, "images": manifest.get("images")}
+    return {
+        "entry": entry,
+        "images": manifest.get("images"),
+        "encoder_dtype": manifest.get("encoder_dtype"),
+    }
 
 
 def _chunks(out: Path, ranges: list, from_vectors: bool) -> Any:
@@ -240,9 +244,14 @@ def build_index(
             "missing": encoder.stats.missing_images,
             "unreadable": encoder.stats.unreadable_images,
         }
+        dtype = state.get("dtype") or (
+            str(encoder.model.dtype).removeprefix("torch.")
+            if params.engine == "local"
+            else "bfloat16 on GPU actors, float32 on CPU ones"
+        )
     else:  # a finished build of the same KB and encoder: only faiss is built again
         ranges = shard_ranges(len(kb), params.rows_per_shard)
-        images = earlier["images"]
+        images, dtype = earlier["images"], earlier["encoder_dtype"]
     count, resolved = build_faiss(
         out, ranges, n_vec, dim, params.faiss, from_vectors=earlier is not None
     )
@@ -257,7 +266,7 @@ def build_index(
         "build_seconds": round(time.time() - started, 1),
         "encoder": identity,
         "doc_template": params.doc_template,
-        "encoder_dtype": state.get("dtype"),
+        "encoder_dtype": dtype,
         "vectors_per_document": head.output_vectors,
         "dim": head.output_dim,
         "documents": len(kb),
