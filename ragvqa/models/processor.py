@@ -125,7 +125,12 @@ class RetProcessor:
         std = np.asarray(p.image_std, dtype=np.float32).reshape(1, 1, -1)
         if mean.size != 3 or std.size != 3:
             return None
-        return int(edge), int(height), int(width), int(p.resample), p.rescale_factor, mean, std
+        try:
+            resample = int(p.resample)  # PIL's numbering (PILImageResampling)
+            scale = float(p.rescale_factor)
+        except (TypeError, ValueError):
+            return None
+        return int(edge), int(height), int(width), resample, scale, mean, std
 
 
 def _clip_pixels(image: Any, edge: int, height: int, width: int, resample: int, scale, mean, std):
