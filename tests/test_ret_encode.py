@@ -153,3 +153,9 @@ def test_pixels_of_other_image_processors_go_through_them():
     want = square([image], return_tensors="np")["pixel_values"]
     np.testing.assert_array_equal(processor.pixels([image]).numpy(), want)
     assert want.shape == (1, 3, 40, 40)
+    # images that are not RGB go through transformers too (its own conversion applies)
+    clip = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    rgba = Image.new("RGBA", (64, 48), color=(200, 0, 0, 0))  # fully transparent red
+    got = RetProcessor(None, clip).pixels([rgba]).numpy()
+    np.testing.assert_array_equal(got, clip([rgba], return_tensors="np")["pixel_values"])
+    assert got.shape == (1, 3, 32, 32)

@@ -94,9 +94,11 @@ class RetProcessor:
         """
         import numpy as np
         import torch
+        from PIL import Image
 
         steps = self._clip_steps()
-        if steps is None:
+        rgb = all(isinstance(im, Image.Image) and im.mode == "RGB" for im in images)
+        if steps is None or not images or not rgb:  # transformers converts other modes
             return self.image_processor(images, return_tensors="pt")["pixel_values"]
         return torch.from_numpy(np.stack([_clip_pixels(image, *steps) for image in images]))
 
