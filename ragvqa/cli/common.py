@@ -35,13 +35,25 @@ def print_json(obj: Any) -> None:
 
 
 def show_mapping(title: str, data: dict[str, Any], as_json: bool) -> None:
-    """A flat mapping as JSON on stdout (`--json`) or as a two-column table on stderr."""
+    """A mapping as JSON on stdout (`--json`), or as a two-column table on stderr with nested
+    mappings spread over dotted keys ("faiss.kind") and integers grouped by thousands."""
     if as_json:
         print_json(data)
         return
     from rich.table import Table
 
     table = Table(title=title, show_header=False)
-    for key, value in data.items():
-        table.add_row(key, str(value))
+    for key, value in _flat_items(data):
+        shown = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else value
+        table.add_row(key, "-" if value is None else str(shown))
     stderr.print(table)
+
+
+def _flat_items(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    items = []
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            items += _flat_items(value, f"{prefix}{key}.")
+        else:
+            items.append((f"{prefix}{key}", value))
+    return items
