@@ -159,3 +159,22 @@ def test_pixels_of_other_image_processors_go_through_them():
     got = RetProcessor(None, clip).pixels([rgba]).numpy()
     np.testing.assert_array_equal(got, clip([rgba], return_tensors="np")["pixel_values"])
     assert got.shape == (1, 3, 32, 32)
+
+
+def test_long_texts_are_cut_before_tokenising_with_the_same_ids(tmp_path):
+    """Cutting a text after its first 77 words gives the ids of tokenising it whole (then
+    truncating), whatever the whitespace, punctuation and length."""
+    import random
+
+    tokenizer = clip_tokenizer(tmp_path / "tok")
+    processor = RetProcessor(tokenizer, None)
+    rng = random.Random(0)
+    pieces = ["the", "Église", "1345,", "(bishop)", "a-b", "naïve", "東京", "x.y;z", "'s", "é"]
+    gaps = [" ", "  ", "\n", "\t", " \n\n "]
+    texts = [""]
+    for words in (5, 76, 77, 78, 79, 120, 600):
+        parts = [rng.choice(pieces) + rng.choice(gaps) for _ in range(words)]
+        texts.append(rng.choice(gaps) + "".join(parts))
+    whole = tokenizer(texts, truncation=True, max_length=77, padding=False)["input_ids"]
+    assert processor.token_ids(texts) == whole
+    assert max(len(ids) for ids in whole) == 77  # the long ones do reach the limit

@@ -7,6 +7,8 @@ from the base CLIP repository named in the checkpoint's config (e.g.
 
 from __future__ import annotations
 
+import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +66,15 @@ class RetProcessor:
         self.image_processor.save_pretrained(str(folder))
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
-        """Token ids per text, truncated to the limit, no padding."""
-        return self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=False)[
+        """Token ids per text, truncated to the limit, no padding.
+
+        Only the first `max_length` words of a text can reach the limit (CLIP splits text
+        into pieces at whitespace and punctuation, and every piece gives at least one token),
+        so longer texts are cut there first: the ids are the same, and a Wikipedia section of
+        thousands of words is not tokenised whole to keep 77 tokens.
+        """
+        heads = [_first_words(text, self.max_length) for text in texts]
+        return self.tokenizer(heads, truncation=True, max_length=self.max_length, padding=False)[
             "input_ids"
         ]
 
@@ -133,6 +142,18 @@ class RetProcessor:
         except (TypeError, ValueError):
             return None
         return int(edge), int(height), int(width), resample, scale, mean, std
+
+
+def _first_words(text: str, count: int) -> str:
+    """`text` up to (not including) its `count`+1-th whitespace-separated word, whitespace
+    kept as it was."""
+    found = _words_pattern(count).match(text)
+    return text[: found.end()] if found else text
+
+
+@functools.lru_cache
+def _words_pattern(count: int) -> re.Pattern:
+    return re.compile(rf"\s*(?:\S+\s+){{{count}}}")
 
 
 def _clip_pixels(image: Any, edge: int, height: int, width: int, resample: int, scale, mean, std):
