@@ -118,6 +118,11 @@ def test_late_interaction_equals_brute_force_maxsim(kb_dir, multi, tmp_path):
     brute = np.einsum("qnd,cmd->qcnm", queries, docs).max(axis=3).sum(axis=2)
     np.testing.assert_array_equal(rows, np.argsort(-brute, axis=1, kind="stable")[:, :4])
     np.testing.assert_allclose(scores, np.sort(brute, axis=1)[:, ::-1][:, :4], rtol=1e-4)
+    # searched in chunks of one query: the same results
+    index.chunk = 1
+    chunked = index.search_vectors(queries, 4)
+    np.testing.assert_array_equal(chunked[1], rows)
+    np.testing.assert_array_equal(chunked[0], scores)
 
 
 def test_rescore_by_hand():
