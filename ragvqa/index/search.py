@@ -84,7 +84,7 @@ class PassageIndex:
             )
         self.index = fx.configure(index, self.params)
         self.vectors = None
-        if fx.reads_vectors(self.n_vec, self.params) and VECTORS_FILE in self.manifest["files"]:
+        if fx.reads_vectors(self.n_vec, self.params) and stored:
             self.vectors = StoredVectors(self.folder / VECTORS_FILE)
         self.candidates_per_vector = candidates_per_vector
 

@@ -286,7 +286,6 @@ def load_retriever(
         device: "cuda", "cpu", ...; default: CUDA when available.
         dtype: torch dtype; default: bfloat16 on CUDA, float32 on CPU.
     """
-
     from ragvqa.models.retriever import RetRetriever
 
     folder, config = read_retriever_config(path_or_hub_id)
