@@ -226,7 +226,14 @@ def test_killed_encoding_resumes_without_recomputing(kb_dir, single, tmp_path, m
     assert calls == [2, 3]  # shards 0 and 1 were kept
     vectors = "vectors.f16.npy"
     assert resumed["files"][vectors]["sha256"] == clean["files"][vectors]["sha256"]
-    # building again with other faiss settings encodes nothing: it starts from the vectors
+    # building again with other faiss settings encodes nothing (nor loads the encoder's
+    # weights): it starts from the stored vectors
+    from ragvqa.models.encode import RetEncoder
+
+    def no_weights(*a, **k):
+        raise AssertionError("the encoder was loaded")
+
+    monkeypatch.setattr(RetEncoder, "from_pretrained", no_weights)
     calls.clear()
     again = build_index(
         _params(kb_dir, single, faiss=fx.FaissParams(kind="hnsw")),

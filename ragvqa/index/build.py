@@ -23,7 +23,7 @@ import numpy as np
 from ragvqa import __version__
 from ragvqa.errors import UserError
 from ragvqa.index import faiss_index as fx
-from ragvqa.index.manifest import BUILD, FORMAT, MANIFEST, encoder_identity, file_digest
+from ragvqa.index.manifest import BUILD, FORMAT, MANIFEST, checkpoint_identity, file_digest
 from ragvqa.index.shards import iter_shards, missing_shards, shard_ranges, write_shard
 from ragvqa.kb.chunking import display_title
 from ragvqa.kb.store import KBStore, write_json_atomic
@@ -208,7 +208,7 @@ def build_index(
     params: IndexParams, out: str | Path, *, device: str | None = None, progress: bool = True
 ) -> dict[str, Any]:
     """Build (or resume building) an index folder; returns its manifest."""
-    from ragvqa.models.checkpoint import parse_dtype
+    from ragvqa.models.checkpoint import parse_dtype, read_retriever_config
     from ragvqa.models.encode import RetEncoder
 
     out = Path(out)
@@ -216,16 +216,10 @@ def build_index(
     kb = KBStore(params.kb)
     if len(kb) == 0:
         raise UserError("the KB has no passages", path=params.kb)
-    # with Ray, the actors encode; here the model only tells its identity and output shape
-    encoder = RetEncoder.from_pretrained(
-        params.encoder,
-        device="cpu" if params.engine == "ray" else device,
-        dtype=parse_dtype(params.dtype),
-        batch_size=params.batch_size,
-        progress=False,
-    )
-    identity = encoder_identity(encoder.model)
-    head = encoder.model.config.head("document")
+    # identity and output shape come from the checkpoint's config; the weights are loaded
+    # only when something is to be encoded (a rebuild from stored vectors needs none)
+    identity = checkpoint_identity(params.encoder)
+    head = read_retriever_config(params.encoder)[1].head("document")
     state = {
         "kb_fingerprint": kb.fingerprint,
         "encoder": identity,
@@ -239,6 +233,14 @@ def build_index(
     n_vec, dim = head.output_vectors, head.output_dim
     earlier = finished_vectors(out, (len(kb), n_vec, dim))
     if earlier is None:
+        # with Ray, the actors encode; the model loaded here checks the checkpoint first
+        encoder = RetEncoder.from_pretrained(
+            params.encoder,
+            device="cpu" if params.engine == "ray" else device,
+            dtype=parse_dtype(params.dtype),
+            batch_size=params.batch_size,
+            progress=False,
+        )
         ranges = encode_shards(kb, encoder, out, params, progress)
         images = {
             "missing": encoder.stats.missing_images,
