@@ -1,4 +1,4 @@
-"""File I/O at the edges: JSONL reading with line numbers, atomic writes.
+"""File I/O at the edges: JSONL reading with line numbers, atomic writes, file hashes.
 
 Readers raise `UserError` naming the file and line of the first bad record, so a malformed
 file never ends in a traceback. Writers go through a temporary file and an atomic rename, so an
@@ -7,9 +7,10 @@ interrupted run never leaves a half-written output in place of a good one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,26 +65,45 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 @contextmanager
-def atomic_writer(path: str | Path) -> Iterator[IO[str]]:
-    """Write a text file through a temporary sibling renamed into place on success.
+def atomic_path(path: str | Path, *, fixed: bool = False) -> Iterator[Path]:
+    """A temporary sibling path to write `path` through (any writer, text or binary: Arrow,
+    safetensors, faiss, a memory-mapped array); renamed into place when the block ends.
 
-    On any exception the temporary file is removed and an existing file at `path` is untouched.
+    The temporary file is not created here: the writer creates it. On any exception it is
+    removed and an existing file at `path` is untouched.
+
+    Args:
+        fixed: Use the same temporary name every time (`.<name>.tmp`) instead of a unique one,
+            for large outputs of resumable builds with a single writer: what a killed run
+            leaves is overwritten by the next attempt instead of piling up.
     """
     target = Path(path)
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise UserError("output folder does not exist", path=str(parent))
+    suffix = "" if fixed else f".{secrets.token_hex(4)}"
+    tmp = parent / f".{target.name}{suffix}.tmp"
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
-    except OSError as exc:
-        raise UserError(f"cannot write ({exc.strerror})", path=str(target)) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            yield fh
+        yield tmp
         os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_writer(path: str | Path) -> Iterator[IO[str]]:
+    """Write a text file through a temporary sibling renamed into place on success.
+
+    On any exception the temporary file is removed and an existing file at `path` is untouched.
+    """
+    with atomic_path(path) as tmp:
+        try:
+            fh = tmp.open("x", encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"cannot write ({exc.strerror})", path=str(path)) from None
+        with fh:
+            yield fh
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -100,3 +120,18 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     with atomic_writer(path) as fh:
         writer = jsonlines.Writer(fh, compact=True, sort_keys=False)
         writer.write_all(rows)
+
+
+def sha256_file(path: str | Path, *, chunk: int = 1 << 20) -> str:
+    """The sha256 hex digest of a file's bytes, read in chunks (any size, bounded memory)."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def digest(obj: Any) -> str:
+    """A short stable hash of a JSON-able value (stage cache keys, run fingerprints)."""
+    text = json.dumps(obj, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

@@ -1,127 +1,107 @@
-"""A pipeline: the YAML that names a system's components, and the object that runs them.
+"""`Pipeline`: ragvqa's public API, and the one place that knows the order of the stages.
 
-A pipeline file (see pipelines/README.md) has the sections `encoder`, `kb`, `index`,
-`retrieval`, `rerank` and `reader`; `base:` inheritance and `a.b=c` overrides come from
-`ragvqa.config`. Relative paths are read against the file's folder; `${RAGVQA_CACHE}` is the cache
-root (env `RAGVQA_CACHE`, default `~/.cache/ragvqa`). A model that is not a local path is a hub id.
+    from ragvqa import Pipeline
 
-Components are built on first use, so `ragvqa answer` on a cached index never loads a KB
-builder, and a run that only re-renders prompts never loads the encoder. A KB or index that is
-missing is built on first use when the file says where from (`kb.source`); otherwise the error
-says which path is missing and how to build it.
+    pipe = Pipeline.load("pipelines/default.yaml", overrides=["retrieval.top_k=5"])
+    ans = pipe.answer(image="q.jpg", question="When was this church consecrated?")
+    ans.text, ans.passages[0].title, ans.passages[0].score, ans.prompt, ans.timings
+    answers = pipe.answer_batch(queries)  # batched through every stage
+
+A question goes encode -> search -> rerank (the retrieval stages, `retrieve_batch`) and then
+render -> generate -> extract (the reading stages, `read_batch`); `answer_batch` is the two in a
+row. Every front end (the CLI's `answer`, the benchmark runner, the demo) calls these methods;
+none drives the stages itself.
+
+The benchmark runner hands in a stage cache (`ragvqa.run.cache.StageCache`: encode, search and
+rerank outputs keyed by everything they depend on) and a generation journal
+(`ragvqa.run.journal.Journal`: answers of finished reader batches, so a killed run redoes at most
+one batch); without them every stage is computed. A query that cannot be answered (empty
+question, missing or unreadable image) comes back as an `Answer` whose `error` says why; the
+others go on.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from functools import cached_property
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ragvqa.config import build, load_config, merge
+from ragvqa.components import Components
+from ragvqa.config import load_config, merge
+from ragvqa.data.images import check_image
 from ragvqa.errors import UserError
-from ragvqa.generate.base import Sampling
+from ragvqa.io import digest
+from ragvqa.progress import ProgressBar
 from ragvqa.registry import GENERATORS, RERANKERS
-from ragvqa.types import ChatPrompt, Generation, RetrievalResult, VQAQuery
+from ragvqa.resources import resource_dir
+from ragvqa.types import (
+    Answer,
+    ChatPrompt,
+    Generation,
+    RetrievalResult,
+    RetrievedPassage,
+    VQAQuery,
+)
 
-SECTIONS = ("name", "notice", "encoder", "kb", "index", "retrieval", "rerank", "reader")
-DEFAULT_PIPELINE = Path(__file__).resolve().parent.parent / "pipelines" / "default.yaml"
+if TYPE_CHECKING:
+    from ragvqa.run.cache import StageCache
+    from ragvqa.run.journal import Journal
 
-
-def cache_root() -> Path:
-    return Path(os.environ.get("RAGVQA_CACHE") or Path.home() / ".cache" / "ragvqa").expanduser()
-
-
-def digest(obj: Any) -> str:
-    """A short stable hash of a JSON-able value (stage cache keys)."""
-    text = json.dumps(obj, sort_keys=True, default=str, ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class ReaderSettings:
-    """How the reader is prompted: template, evidence count, image on/off, decoding."""
-
-    prompt: str = "answer/evidence_short@1"
-    passages: int = 1
-    images: bool = True
-    sampling: Sampling = Sampling()
-    context: int | None = None
-    batch_size: int = 64
+RERANK_STEP = 32  # queries reranked per call (the progress bar's unit of work)
+Timings = dict[str, dict[str, Any]]
 
 
-def _notice(message: str) -> None:
-    """A one-line note on stderr (stdout stays for results, e.g. `answer --json`)."""
-    import sys
-
-    print(f"ragvqa: {message}", file=sys.stderr, flush=True)
+def default_pipeline() -> Path:
+    """The shipped default pipeline file."""
+    return resource_dir("pipelines") / "default.yaml"
 
 
-class Pipeline:
-    """The components of one pipeline file, built lazily, with one method per stage."""
+def check_query(query: VQAQuery) -> str | None:
+    """Why a query cannot be answered (None when it can): an empty question or a bad image."""
+    if not query.question.strip():
+        return "empty question"
+    return check_image(query.image_path)
 
-    def __init__(self, config: dict[str, Any], folder: Path, *, name: str = ""):
-        unknown = sorted(set(config) - set(SECTIONS))
-        if unknown:
-            raise UserError(
-                f"unknown pipeline section(s) {unknown} (known: {', '.join(SECTIONS)})",
-                path=name or None,
-            )
-        self.config, self.folder, self.name = config, folder, name or config.get("name", "")
-        self.reader_settings = self._reader_settings(config.get("reader") or {})
-        retrieval = config.get("retrieval") or {}
-        self.top_k = int(retrieval.get("top_k", 20))
-        self.one_per_page = bool(retrieval.get("one_per_page", True))
+
+class Pipeline(Components):
+    """A pipeline file's components (built on first use, or passed in) and the stages over them.
+
+    Args:
+        config: The resolved pipeline mapping (after `base:` and overrides).
+        folder: The folder relative paths in `config` are read against.
+        name: The pipeline's name or file, for messages and run records.
+        components: Components to use instead of building them from `config` ("encoder",
+            "kb", "index", "generator", "reranker", "prompts", "template").
+    """
 
     @classmethod
-    def load(cls, path: str | Path | None = None, overrides: Sequence[str] = ()) -> Pipeline:
-        file = Path(path) if path else DEFAULT_PIPELINE
+    def load(
+        cls,
+        path: str | Path | None = None,
+        overrides: Sequence[str] = (),
+        *,
+        components: Mapping[str, Any] | None = None,
+    ) -> Pipeline:
+        """The pipeline of a YAML file (default: the shipped default) with `a.b=c` overrides."""
+        file = Path(path) if path else default_pipeline()
         config = load_config(file, tuple(overrides))
-        return cls(config, file.resolve().parent, name=str(file))
+        return cls(config, file.resolve().parent, name=str(file), components=components)
 
-    # -- settings ----------------------------------------------------------------------------
-    def _reader_settings(self, reader: dict[str, Any]) -> ReaderSettings:
-        sampling = dict(reader.get("sampling") or {})
-        if "stop" in sampling:
-            sampling["stop"] = tuple(sampling["stop"] or ())
-        try:
-            return ReaderSettings(
-                prompt=str(reader.get("prompt", ReaderSettings.prompt)),
-                passages=int(reader.get("passages", 1)),
-                images=bool(reader.get("images", True)),
-                sampling=Sampling(**sampling),
-                context=reader.get("context"),
-                batch_size=int(reader.get("batch_size", 64)),
-            )
-        except (TypeError, ValueError) as exc:
-            raise UserError(f"reader settings: {exc}", path=self.name or None) from None
+    def __enter__(self) -> Pipeline:
+        return self
 
-    def path(self, value: str) -> str:
-        """A path from the file: ${RAGVQA_CACHE} expanded, relative to the file's folder."""
-        text = os.path.expanduser(str(value).replace("${RAGVQA_CACHE}", str(cache_root())))
-        return str(Path(text) if Path(text).is_absolute() else (self.folder / text).resolve())
-
-    def model_ref(self, value: str) -> str:
-        """A local model folder (relative to the file) when it exists, else a hub id."""
-        local = self.path(value)
-        return local if Path(local).exists() else str(value)
-
-    def section(self, name: str) -> dict[str, Any]:
-        value = self.config.get(name)
-        if not isinstance(value, dict):
-            raise UserError(f"the pipeline has no '{name}' section", path=self.name or None)
-        return value
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def check(self) -> None:
         """Fail now, before any model loads, on unknown component types or templates."""
         rerank = self.config.get("rerank")
-        if rerank:
+        if rerank and "reranker" not in self.__dict__:
             RERANKERS.get(str(rerank.get("type")))
-        GENERATORS.get(str((self.section("reader").get("generator") or {}).get("type")))
+        if "generator" not in self.__dict__:
+            GENERATORS.get(str((self.section("reader").get("generator") or {}).get("type")))
         _ = self.template
         for name, key in (("encoder", "model"), ("kb", "path"), ("index", "path")):
             if not self.section(name).get(key):
@@ -130,7 +110,7 @@ class Pipeline:
                 )
 
     def with_prompt(self, ref: str) -> Pipeline:
-        """The same pipeline with another answer template (components are shared)."""
+        """The same pipeline with another answer template (the components are shared)."""
         other = object.__new__(Pipeline)
         other.__dict__.update(self.__dict__)
         other.config = merge(self.config, {"reader": {"prompt": ref}})  # what runs record
@@ -138,186 +118,105 @@ class Pipeline:
         other.__dict__.pop("template", None)
         return other
 
-    # -- components --------------------------------------------------------------------------
-    @cached_property
-    def encoder(self) -> Any:
-        from ragvqa.models.checkpoint import parse_dtype
-        from ragvqa.models.encode import RetEncoder
+    # -- the public API -------------------------------------------------------------------------
+    def answer(self, image: str | Path | None, question: str, *, query_id: str = "q") -> Answer:
+        """Answer one question about one image; a query that cannot be answered is a
+        `UserError` naming the problem."""
+        query = VQAQuery(query_id, question, image_path=None if image is None else str(image))
+        answer = self.answer_batch([query])[0]
+        if answer.error is not None:
+            raise UserError(answer.error)
+        return answer
 
-        spec = self.section("encoder")
-        return RetEncoder.from_pretrained(
-            self.model_ref(spec["model"]),
-            device=spec.get("device"),
-            dtype=parse_dtype(spec.get("dtype")),
-            batch_size=int(spec.get("batch_size", 64)),
-        )
+    def answer_batch(
+        self,
+        queries: Sequence[VQAQuery],
+        *,
+        cache: StageCache | None = None,
+        journal: Journal | None = None,
+        timings: Timings | None = None,
+        progress: bool = False,
+    ) -> list[Answer]:
+        """Answers to `queries`, in order, every stage batched; failed queries carry `error`."""
+        retrieved = self.retrieve_batch(queries, cache=cache, timings=timings, progress=progress)
+        return self.read_batch(retrieved, journal=journal, timings=timings, progress=progress)
 
-    @cached_property
-    def kb(self) -> Any:
-        from ragvqa.kb.store import MANIFEST, KBStore
-
-        spec = self.section("kb")
-        folder = Path(self.path(spec["path"]))
-        if not (folder / MANIFEST).is_file() and spec.get("source"):
-            self._build_kb(folder, dict(spec["source"]))
-        return KBStore(folder)
-
-    def _build_kb(self, folder: Path, source: dict[str, Any]) -> None:
-        from ragvqa.hub import resolve_input
-        from ragvqa.kb.build import BuildParams, build_kb
-
-        source["input"] = resolve_input(str(source.get("input", "")), self)
-        for key in ("images_dir", "images_map"):
-            if source.get(key):
-                source[key] = self.path(source[key])
-        try:
-            params = BuildParams(**source)
-        except TypeError as exc:
-            raise UserError(f"kb.source: {exc}", path=self.name or None) from None
-        folder.mkdir(parents=True, exist_ok=True)
-        build_kb(params, folder)
-
-    @cached_property
-    def index(self) -> Any:
-        from ragvqa.index.faiss_index import SEARCH_TIME
-        from ragvqa.index.manifest import MANIFEST
-        from ragvqa.index.search import PassageIndex
-
-        spec = self.section("index")
-        folder = Path(self.path(spec["path"]))
-        wanted = spec.get("faiss") or {}
-        if spec.get("build", True):
-            if not (folder / MANIFEST).is_file():
-                self._build_index(folder, spec)
-            elif wanted and self._index_differs(folder, wanted):
-                # the embedding shards in the folder are reused: only faiss is built again
-                _notice(f"rebuilding the faiss index in {folder} for index.faiss = {wanted}")
-                self._build_index(folder, spec)
-        search = {k: v for k, v in wanted.items() if k in SEARCH_TIME}
-        return PassageIndex(folder, self.kb, encoder_identity=self.encoder_key(), search=search)
-
-    def _index_differs(self, folder: Path, wanted: dict[str, Any]) -> bool:
-        """Whether the built index has other build-time faiss settings than `wanted`, or
-        lacks the stored vectors that `wanted`'s refinement reads."""
-        from ragvqa.index import faiss_index as fx
-        from ragvqa.index.build import VECTORS_FILE
-        from ragvqa.index.manifest import read_manifest
-
-        manifest = read_manifest(folder)
-        try:
-            desired = fx.FaissParams(**wanted)
-        except TypeError as exc:
-            raise UserError(f"index.faiss: {exc}") from None
-        desired = desired.resolved(manifest["index_vectors"], manifest["dim"])
-        built = fx.FaissParams(**manifest["faiss"])
-        n_vec = int(manifest["vectors_per_document"])
-        missing = fx.reads_vectors(n_vec, desired) and VECTORS_FILE not in manifest["files"]
-        return desired.build_time() != built.build_time() or missing
-
-    def _build_index(self, folder: Path, spec: dict[str, Any]) -> None:
-        from ragvqa.index import faiss_index as fx
-        from ragvqa.index.build import DEFAULT_TEMPLATE, IndexParams, build_index
-
-        kb_folder = self.kb.folder  # builds the KB first when it is missing
-        params = IndexParams(
-            kb=str(kb_folder),
-            encoder=self.model_ref(self.section("encoder")["model"]),
-            faiss=fx.FaissParams(**(spec.get("faiss") or {})),
-            doc_template=spec.get("doc_template", DEFAULT_TEMPLATE),
-            batch_size=int(self.section("encoder").get("batch_size", 64)),
-        )
-        build_index(params, folder, device=self.section("encoder").get("device"))
-
-    @cached_property
-    def generator(self) -> Any:
-        # a null setting removes what a base file set ("limit_mm_per_prompt: null")
-        spec = {
-            k: v
-            for k, v in (self.section("reader").get("generator") or {}).items()
-            if v is not None
+    def retrieve_batch(
+        self,
+        queries: Sequence[VQAQuery],
+        *,
+        cache: StageCache | None = None,
+        timings: Timings | None = None,
+        progress: bool = False,
+    ) -> list[Answer]:
+        """The retrieval stages only (no reader is loaded): answers with `passages` set."""
+        ids = [q.query_id for q in queries]
+        if len(set(ids)) != len(ids):
+            raise UserError("query ids must be unique within a batch")
+        timings = {} if timings is None else timings
+        failed = {q.query_id: r for q in queries if (r := check_query(q)) is not None}
+        valid = [q for q in queries if q.query_id not in failed]
+        results: dict[str, RetrievalResult] = {}
+        if valid:
+            vectors, present, key = self._encode(valid, cache, timings)
+            for q, ok in zip(valid, present, strict=True):
+                if not ok:
+                    failed[q.query_id] = f"unreadable image: {q.image_path}"
+            keep = [i for i, q in enumerate(valid) if q.query_id not in failed]
+            valid = [valid[i] for i in keep]
+            found, key = self._search(valid, vectors[keep], key, cache, timings)
+            results = {r.query_id: r for r in self._rerank(valid, found, key, cache, timings)}
+        share = {  # each question's share of the batched stages
+            stage: t["seconds"] / max(len(queries), 1)
+            for stage, t in timings.items()
+            if stage in ("encode", "search", "rerank")
         }
-        if "model" in spec:
-            spec["model"] = self.model_ref(spec["model"])
-        return build(GENERATORS, spec)
-
-    @cached_property
-    def prompts(self) -> Any:
-        from ragvqa.prompts import PromptLibrary
-
-        return PromptLibrary()
-
-    @cached_property
-    def template(self) -> Any:
-        return self.prompts.get(self.reader_settings.prompt)
-
-    @cached_property
-    def reranker(self) -> Any:
-        spec = self.config.get("rerank")
-        if not spec:
-            return None
-        spec = dict(spec)
-        kind = spec.get("type")
-        if kind == "ret_sections":
-            return build(RERANKERS, spec, encoder=self.encoder, kb=self.kb)
-        if kind == "entity_choice":
-            template = self.prompts.get(spec.pop("template", "rerank/entity_choice"))
-            sampling = Sampling(**spec.pop("sampling", {"max_tokens": 8}))
-            return build(
-                RERANKERS, spec, generator=self.generator, template=template, sampling=sampling
+        return [
+            Answer(
+                q.query_id,
+                q.question,
+                q.image_path,
+                passages=results[q.query_id].passages if q.query_id in results else (),
+                template=self.template.ref,
+                template_hash=self.template.sha256,
+                timings=dict(share),
+                error=failed.get(q.query_id),
             )
-        if "model" in spec:
-            spec["model"] = self.model_ref(spec["model"])
-        return build(RERANKERS, spec)
+            for q in queries
+        ]
 
-    def close(self) -> None:
-        generator = self.__dict__.get("generator")
-        if generator is not None and hasattr(generator, "close"):
-            generator.close()
+    def read_batch(
+        self,
+        retrieved: Sequence[Answer],
+        *,
+        journal: Journal | None = None,
+        timings: Timings | None = None,
+        progress: bool = False,
+        stage: str = "generate",
+    ) -> list[Answer]:
+        """The reading stages over answers that hold their passages (from `retrieve_batch`, or
+        built by the caller: a baseline's own evidence). Questions are read in fixed batches of
+        `reader.batch_size`; with a journal, batches it holds are not generated again."""
+        started = time.perf_counter()
+        todo = [a for a in retrieved if a.error is None]
+        size = self.reader_settings.batch_size
+        chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
+        key = digest([self.reader_key(), [[a.query_id, _ids(a.passages)] for a in todo]])
+        done = journal.load(key, todo) if journal is not None else {}
+        missing = [c for c in chunks if any(a.query_id not in done for a in c)]
+        with ProgressBar(f"reading ({stage})", len(missing), enabled=progress) as bar:
+            for chunk in missing:
+                answers = self._read_chunk(chunk)
+                if journal is not None:
+                    journal.append(key, answers)
+                done.update((a.query_id, a) for a in answers)
+                bar.advance()
+        if timings is not None:
+            seconds = round(time.perf_counter() - started, 3)
+            timings[stage] = {"seconds": seconds, "cached": not missing}
+        return [done.get(a.query_id, a) for a in retrieved]
 
-    # -- identities (stage cache keys) --------------------------------------------------------
-    def encoder_key(self) -> dict[str, Any]:
-        """The encoder's identity (config hash, weights fingerprint), read without loading it."""
-        if "_encoder_key" not in self.__dict__:
-            from ragvqa.index.manifest import checkpoint_identity
-
-            model = self.model_ref(self.section("encoder")["model"])
-            self.__dict__["_encoder_key"] = checkpoint_identity(model)
-        return self.__dict__["_encoder_key"]
-
-    def encoder_dtype(self) -> str:
-        """The dtype queries are encoded in (the section's `dtype`, else the device's default),
-        by name: encodings in another dtype are other results, so it is part of cache keys."""
-        from ragvqa.models.checkpoint import parse_dtype, resolve_device_dtype
-
-        spec = self.section("encoder")
-        _, dtype = resolve_device_dtype(spec.get("device"), parse_dtype(spec.get("dtype")))
-        return str(dtype).removeprefix("torch.")
-
-    def index_key(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
-        manifest = self.index.manifest
-        return {
-            "files": {k: v["sha256"] for k, v in manifest["files"].items()},
-            "faiss": asdict(self.index.params),  # as searched (search-time settings applied)
-            "kb": manifest["kb"]["fingerprint"],
-        }
-
-    def rerank_key(self) -> Any:
-        spec = self.config.get("rerank")
-        if spec and spec.get("type") == "entity_choice":
-            return {"rerank": spec, "reader": self.section("reader").get("generator")}
-        return spec or None
-
-    def reader_key(self) -> dict[str, Any]:
-        return {
-            "generator": self.section("reader").get("generator"),
-            "template": self.template.ref,
-            "template_hash": self.template.sha256,
-            "settings": {**vars(self.reader_settings), "sampling": self.reader_settings.sampling},
-        }
-
-    # -- stages ------------------------------------------------------------------------------
+    # -- the stages ---------------------------------------------------------------------------
     def encode(self, queries: Sequence[VQAQuery]) -> tuple[Any, Any]:
         """(query vectors [N, n, dim], image present flags [N])."""
         vectors = self.encoder.encode_queries(queries)
@@ -338,14 +237,16 @@ class Pipeline:
             return reranker.rerank_batch(queries, results, self.top_k)
         return [reranker.rerank(q, r, self.top_k) for q, r in zip(queries, results, strict=True)]
 
-    def render(self, query: VQAQuery, result: RetrievalResult | None) -> ChatPrompt:
+    def render(
+        self, question: str, image: str | None, passages: Sequence[RetrievedPassage]
+    ) -> ChatPrompt:
         """The reader's prompt: the top `passages` of the result, fitted to the context."""
         settings, template = self.reader_settings, self.template
-        evidence = list(result.passages[: settings.passages]) if result else []
-        image = query.image_path if settings.images else None
+        evidence = list(passages[: settings.passages])
+        image = image if settings.images else None
 
-        def render(passages: Sequence[Any]) -> ChatPrompt:
-            return template.render(question=query.question, passages=passages, image=image)
+        def render(chosen: Sequence[Any]) -> ChatPrompt:
+            return template.render(question=question, passages=chosen, image=image)
 
         counter, context = self._token_counter()
         if counter is None or not evidence:
@@ -367,10 +268,10 @@ class Pipeline:
             self.__dict__["_counter"] = (counter, int(context or 0))
         return self.__dict__["_counter"]
 
-    def evidence_count(self, prompt: ChatPrompt, result: RetrievalResult | None) -> int:
+    def evidence_count(self, prompt: ChatPrompt, passages: Sequence[RetrievedPassage]) -> int:
         """How many of the top passages `prompt` was rendered with: `passages` of them, less
         those the context fitting dropped (a last passage cut short still counts)."""
-        given = min(self.reader_settings.passages, len(result.passages)) if result else 0
+        given = min(self.reader_settings.passages, len(passages))
         dropped = prompt.truncated_passages
         return given - dropped if dropped < given else min(given, 1)
 
@@ -379,3 +280,109 @@ class Pipeline:
 
     def extract(self, raw: str) -> str:
         return self.template.extract_answer(raw)
+
+    # -- the stages, batched and cached ---------------------------------------------------------
+    def _read_chunk(self, chunk: Sequence[Answer]) -> list[Answer]:
+        prompts = [self.render(a.question, a.image, a.passages) for a in chunk]
+        started = time.perf_counter()
+        outputs = self.generate(prompts)
+        seconds = (time.perf_counter() - started) / max(len(chunk), 1)
+        return [
+            replace(
+                a,
+                text=self.extract(out.text),
+                raw_output=out.text,
+                evidence=a.passages[: self.evidence_count(prompt, a.passages)],
+                prompt=prompt,
+                template=prompt.template,
+                template_hash=prompt.template_hash,
+                model=out.model,
+                timings={**a.timings, "generate": seconds},
+            )
+            for a, prompt, out in zip(chunk, prompts, outputs, strict=True)
+        ]
+
+    def _encode(
+        self, queries: Sequence[VQAQuery], cache: StageCache | None, timings: Timings
+    ) -> tuple[Any, Any, str]:
+        started = time.perf_counter()
+        key = digest(
+            {
+                "encoder": self.encoder_key(),
+                "dtype": self.encoder_dtype(),
+                "queries": [[q.question, _image_stamp(q.image_path)] for q in queries],
+            }
+        )
+        hit = cache.load_vectors(key) if cache is not None else None
+        if hit is None:
+            vectors, present = self.encode(queries)
+            if cache is not None:
+                cache.save_vectors(key, vectors, present)
+        else:
+            vectors, present = hit
+        _timed(timings, "encode", hit is not None, started)
+        return vectors, present, key
+
+    def _search(
+        self,
+        queries: Sequence[VQAQuery],
+        vectors: Any,
+        encode_key: str,
+        cache: StageCache | None,
+        timings: Timings,
+    ) -> tuple[list[RetrievalResult], str]:
+        started = time.perf_counter()
+        ids = [q.query_id for q in queries]
+        key = digest([encode_key, ids, self.index_key(), self.top_k, self.one_per_page])
+        results = cache.load_results("search", key, self.kb) if cache is not None else None
+        hit = results is not None
+        if results is None:
+            results = self.search(ids, vectors) if queries else []
+            if cache is not None:
+                cache.save_results("search", key, results)
+        _timed(timings, "search", hit, started)
+        return results, key
+
+    def _rerank(
+        self,
+        queries: Sequence[VQAQuery],
+        results: list[RetrievalResult],
+        search_key: str,
+        cache: StageCache | None,
+        timings: Timings,
+    ) -> list[RetrievalResult]:
+        if not self.config.get("rerank"):
+            return results
+        started = time.perf_counter()
+        key = digest([search_key, self.rerank_key()])
+        ranked = cache.load_results("rerank", key, self.kb) if cache is not None else None
+        hit = ranked is not None
+        if ranked is None:
+            ranked = []
+            with ProgressBar("reranking", len(queries), enabled=None) as bar:
+                for i in range(0, len(queries), RERANK_STEP):
+                    chunk = queries[i : i + RERANK_STEP]
+                    ranked += self.rerank(chunk, results[i : i + RERANK_STEP])
+                    bar.advance(len(chunk))
+            if cache is not None:
+                cache.save_results("rerank", key, ranked)
+        _timed(timings, "rerank", hit, started)
+        return ranked
+
+
+def _ids(passages: Sequence[RetrievedPassage]) -> list[str]:
+    return [rp.passage.passage_id for rp in passages]
+
+
+def _image_stamp(path: str | None) -> Any:
+    """What identifies an image file's content for a cache key: path, size, mtime."""
+    file = Path(path) if path else None
+    if file is None or not file.is_file():
+        return None
+    stat = file.stat()
+    return [path, stat.st_size, stat.st_mtime_ns]
+
+
+def _timed(timings: Timings, stage: str, cached: bool, started: float) -> None:
+    seconds = 0.0 if cached else time.perf_counter() - started
+    timings[stage] = {"seconds": round(seconds, 3), "cached": cached}

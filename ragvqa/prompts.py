@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ragvqa.errors import UserError
+from ragvqa.resources import resource_dir
 from ragvqa.types import ChatMessage, ChatPrompt, ImagePart, RetrievedPassage, TextPart
 
 ROLES = ("system", "user", "assistant")
@@ -36,8 +37,8 @@ _ROLE_LINE = re.compile(r"(?m)^\s*(USER|ASSISTANT|SYSTEM|HUMAN)\s*:")
 
 
 def default_root() -> Path:
-    """The repository's prompts/ folder."""
-    return Path(__file__).resolve().parent.parent / "prompts"
+    """The prompt templates ragvqa ships (the repository's top-level prompts/ folder)."""
+    return resource_dir("prompts")
 
 
 def neutralise(text: str) -> str:

@@ -1,8 +1,9 @@
 """Registries of named components with lazy "module:attr" targets.
 
-A pipeline or a command names a component by key ("infoseek", "evqa", ...); the registry maps
+A pipeline or a command names a component by key ("vllm", "infoseek", ...); the registry maps
 the key to an import path and imports it only when asked, so listing or validating names never
-imports torch, vLLM or faiss. An unknown key gets a "did you mean" error.
+imports torch, vLLM or faiss. An unknown key gets a "did you mean" error. A registry with an
+entry-point group also finds what other installed packages declare in that group.
 """
 
 from __future__ import annotations
@@ -17,9 +18,21 @@ from ragvqa.errors import UserError
 class Registry:
     """Named lazy targets of one component kind."""
 
-    def __init__(self, kind: str, targets: dict[str, str] | None = None):
-        self.kind = kind
+    def __init__(
+        self, kind: str, targets: dict[str, str] | None = None, *, group: str | None = None
+    ):
+        self.kind, self.group = kind, group
         self._targets: dict[str, str] = dict(targets or {})
+        self._plugins: dict[str, str] | None = None  # the entry points, read on first need
+
+    def _all(self) -> dict[str, str]:
+        if self.group is None:
+            return self._targets
+        if self._plugins is None:
+            from importlib.metadata import entry_points
+
+            self._plugins = {ep.name: ep.value for ep in entry_points(group=self.group)}
+        return {**self._plugins, **self._targets}
 
     def register(self, name: str, target: str) -> None:
         """Add `name` -> "package.module:attr"; re-registering a name is a programming error."""
@@ -30,37 +43,30 @@ class Registry:
         self._targets[name] = target
 
     def names(self) -> list[str]:
-        return sorted(self._targets)
+        return sorted(self._all())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._targets
+        return name in self._all()
 
     def get(self, name: str) -> Any:
         """Import and return the target registered as `name`."""
-        if name not in self._targets:
-            close = difflib.get_close_matches(name, self._targets, n=1)
+        targets = self._all()
+        if name not in targets:
+            close = difflib.get_close_matches(name, targets, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             known = ", ".join(self.names())
             raise UserError(f"unknown {self.kind} {name!r} (known: {known}){hint}")
-        module_name, attr = self._targets[name].split(":", 1)
+        module_name, attr = targets[name].split(":", 1)
         return getattr(importlib.import_module(module_name), attr)
 
 
-SCORERS = Registry(
-    "scorer",
+BENCHMARKS = Registry(
+    "benchmark",
     {
-        "infoseek": "ragvqa.eval.infoseek_scorer:score_infoseek",
-        "evqa": "ragvqa.eval.evqa_scorer:score_evqa",
+        "infoseek": "ragvqa.benchmarks.infoseek:InfoSeek",
+        "evqa": "ragvqa.benchmarks.evqa:EncyclopedicVQA",
     },
-)
-
-DATASET_LOADERS = Registry(
-    "dataset loader",
-    {
-        "infoseek": "ragvqa.data.infoseek:load_infoseek",
-        "evqa": "ragvqa.data.evqa:load_evqa",
-        "m2kr": "ragvqa.data.m2kr:load_m2kr",
-    },
+    group="ragvqa.benchmarks",
 )
 
 RERANKERS = Registry(

@@ -99,11 +99,54 @@ class Passage:
 
 @dataclass(frozen=True)
 class RetrievedPassage:
-    """A passage with its rank (0-based) and score in one retrieval result."""
+    """A passage with its rank (0-based) and score in one retrieval result.
+
+    The passage's fields read through (`rp.title`, `rp.section`, ...), and `to_json` is the
+    one shape a retrieved passage has in every file ragvqa writes (`ragvqa answer --json`,
+    a run's predictions.jsonl, the report).
+    """
 
     passage: Passage
     score: float
     rank: int
+
+    @property
+    def passage_id(self) -> str:
+        return self.passage.passage_id
+
+    @property
+    def title(self) -> str:
+        return self.passage.title
+
+    @property
+    def section(self) -> str:
+        return self.passage.section_title
+
+    @property
+    def text(self) -> str:
+        return self.passage.text
+
+    @property
+    def entity_id(self) -> str:
+        return self.passage.entity_id
+
+    @property
+    def page_id(self) -> str:
+        return self.passage.page_id
+
+    def to_json(self, text_limit: int | None = None) -> dict[str, Any]:
+        """The JSON record; `text_limit` cuts the text to its first characters (snippets)."""
+        p = self.passage
+        return {
+            "rank": self.rank,
+            "score": round(self.score, 6),
+            "passage_id": p.passage_id,
+            "page_id": p.page_id,
+            "entity_id": p.entity_id,
+            "title": p.title,
+            "section": p.section_title,
+            "text": p.text if text_limit is None else p.text[:text_limit],
+        }
 
 
 @dataclass(frozen=True)
@@ -156,6 +199,17 @@ class ChatPrompt:
 
     def images(self) -> list[str]:
         return [p.image for m in self.messages for p in m.parts if isinstance(p, ImagePart)]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """The messages as JSON: role, text (parts joined) and image files, in order."""
+        return [
+            {
+                "role": m.role,
+                "text": m.text,
+                "images": [p.image for p in m.parts if isinstance(p, ImagePart)],
+            }
+            for m in self.messages
+        ]
 
 
 @dataclass(frozen=True)
@@ -214,3 +268,61 @@ class MetricResult:
     metrics: dict[str, Any]
     per_example: tuple[ExampleScore, ...]
     coverage: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One question answered by a `Pipeline`, with everything that produced the answer.
+
+    Attributes:
+        query_id: The query's id (a benchmark's `data_id`).
+        question: The question as asked.
+        image: The query image file, or None.
+        text: The answer (extracted from the reader's output by the template's rule).
+        raw_output: The reader's unprocessed text; None when the question failed or was not
+            read (retrieval only).
+        passages: The retrieved passages after reranking, best first.
+        evidence: The passages the reader read (the top ones that fitted its context).
+        prompt: The exact prompt the reader was given (None when it was not read).
+        template: The answer template "id@version", and `template_hash` its file's sha256.
+        model: The reader's model.
+        timings: Seconds per stage for this question (its share of a batched stage).
+        error: Why the question could not be answered ("image not found: q.jpg"), else None.
+    """
+
+    query_id: str
+    question: str
+    image: str | None = None
+    text: str = ""
+    raw_output: str | None = None
+    passages: tuple[RetrievedPassage, ...] = ()
+    evidence: tuple[RetrievedPassage, ...] = ()
+    prompt: ChatPrompt | None = None
+    template: str = ""
+    template_hash: str = ""
+    model: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_json(self, text_limit: int | None = None) -> dict[str, Any]:
+        """The answer as `ragvqa answer --json` prints it (passages in their one shape)."""
+        return {
+            "query_id": self.query_id,
+            "question": self.question,
+            "image": self.image,
+            "answer": self.text,
+            "raw_output": self.raw_output,
+            "error": self.error,
+            "model": self.model,
+            "template": self.template,
+            "template_hash": self.template_hash,
+            "retrieved": [rp.to_json(text_limit) for rp in self.passages],
+            "evidence": [rp.passage_id for rp in self.evidence],
+            "prompt": self.prompt.to_json() if self.prompt else [],
+            "truncated_passages": self.prompt.truncated_passages if self.prompt else 0,
+            "timings": {k: round(v, 6) for k, v in self.timings.items()},
+        }

@@ -14,8 +14,10 @@ import os
 import signal
 import sys
 
-import ragvqa.eval.bench as bench
+import ragvqa.run.runner as runner
 from ragvqa.cli.main import app
+from ragvqa.run.cache import StageCache
+from ragvqa.run.journal import Journal
 
 
 def die() -> None:
@@ -32,7 +34,7 @@ def half_written(path) -> None:
 
 def install(stage: str) -> None:
     if stage in ("search", "rerank"):
-        real = bench.StageCache.save_results
+        real = StageCache.save_results
 
         def save_results(self, name, key, results):
             if name == stage:
@@ -40,32 +42,30 @@ def install(stage: str) -> None:
                 die()
             return real(self, name, key, results)
 
-        bench.StageCache.save_results = save_results
+        StageCache.save_results = save_results
     elif stage == "encode":
 
         def save_vectors(self, key, vectors, present):
             half_written(self.path("encode", key, ".npz"))
             die()
 
-        bench.StageCache.save_vectors = save_vectors
+        StageCache.save_vectors = save_vectors
     elif stage == "generate":
-        real_append = bench._append_journal
+        real_append = Journal.append
         calls = []
 
-        def append(path, key, records):
+        def append(self, key, answers):
             calls.append(1)
             if len(calls) == 2:
-                import json
-
-                line = json.dumps({"key": key, "record": records[0]})
-                with path.open("a", encoding="utf-8") as fh:
-                    fh.write(line[: len(line) // 2])
+                line = f'{{"key": "{key}", "record": {{"data_id": "{answers[0].query_id}"'
+                with self.path.open("a", encoding="utf-8") as fh:
+                    fh.write(line)
                 die()
-            real_append(path, key, records)
+            real_append(self, key, answers)
 
-        bench._append_journal = append
+        Journal.append = append
     elif stage == "finish":
-        real_write = bench.write_jsonl
+        real_write = runner.write_jsonl
 
         def write_jsonl(path, rows):
             if str(path).endswith("predictions.jsonl"):
@@ -73,7 +73,7 @@ def install(stage: str) -> None:
                 die()
             real_write(path, rows)
 
-        bench.write_jsonl = write_jsonl
+        runner.write_jsonl = write_jsonl
     elif stage != "none":
         raise SystemExit(f"unknown stage {stage}")
 

@@ -36,9 +36,10 @@ def test_answer_json_holds_the_whole_record(world, shared_engine):
     assert record["answer"] == Pipeline.load(world["pipeline"]).extract(record["raw_output"])
     # the rendered prompt quotes the evidence the reader saw (2 passages, or fewer if cut)
     user = next(m["text"] for m in record["prompt"] if m["role"] == "user")
-    shown = record["retrieved"][: record["evidence_count"]]
-    assert record["evidence_count"] >= 1
-    assert all(r["entity"] in user for r in shown)
+    shown = record["retrieved"][: len(record["evidence"])]
+    assert record["evidence"] == [r["passage_id"] for r in shown] and len(shown) >= 1
+    assert all(r["title"] in user for r in shown)
+    assert record["error"] is None and record["query_id"] == "q"
     assert q["question"] in user
     assert set(record["timings"]) == {"encode", "search", "generate"}
 

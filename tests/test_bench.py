@@ -17,30 +17,27 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from ragvqa.benchmarks import get_benchmark
 from ragvqa.cli.main import app
-from ragvqa.eval.bench import BenchRunner, BenchSpec
-from ragvqa.eval.rundir import read_metrics, read_records
 from ragvqa.pipeline import Pipeline
+from ragvqa.run.records import read_metrics, read_records
+from ragvqa.run.runner import BenchRunner, BenchSpec
 
 HERE = Path(__file__).resolve().parent
 
 
 def infoseek_spec(world, **kw) -> BenchSpec:
-    return BenchSpec(
-        "infoseek",
-        str(world["infoseek_questions"]),
-        qtypes=str(world["infoseek_qtypes"]),
-        withkb=str(world["infoseek_withkb"]),
-        images={"oven": str(world["infoseek_images"])},
-        **kw,
-    )
+    files = {
+        "questions": str(world["infoseek_questions"]),
+        "qtypes": str(world["infoseek_qtypes"]),
+        "withkb": str(world["infoseek_withkb"]),
+    }
+    return BenchSpec("infoseek", files, images={"oven": str(world["infoseek_images"])}, **kw)
 
 
 def pipeline(world, engine, overrides=()) -> Pipeline:
     """The world's pipeline with the session's vLLM engine (same model folder) as reader."""
-    pipe = Pipeline.load(world["pipeline"], list(overrides))
-    pipe.__dict__["generator"] = engine
-    return pipe
+    return Pipeline.load(world["pipeline"], list(overrides), components={"generator": engine})
 
 
 @pytest.fixture(scope="module")
@@ -185,13 +182,8 @@ def test_bad_examples_are_failed_and_counted_and_the_run_goes_on(world, vllm_eng
     Image.new("1", (20000, 20000)).save(image_of(4).with_suffix(".png"))  # decompression bomb
     questions[5]["question"] = ""  # empty question
     (folder / "questions.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
-    spec = BenchSpec(
-        "infoseek",
-        str(folder / "questions.jsonl"),
-        qtypes=str(folder / "qtypes.jsonl"),
-        images={"oven": str(images)},
-        limit=10,
-    )
+    files = {"questions": str(folder / "questions.jsonl"), "qtypes": str(folder / "qtypes.jsonl")}
+    spec = BenchSpec("infoseek", files, images={"oven": str(images)}, limit=10)
     out = tmp_path / "run"
     metrics = BenchRunner(
         pipeline(world, vllm_engine), spec, out, cache=tmp_path / "c", progress=False
@@ -269,14 +261,14 @@ def test_an_index_built_for_another_encoder_is_refused(world, tmp_path):
 
 def test_check_against_expected_figures(world, reference, tmp_path, monkeypatch):
     """`--check` on a finished run (its journal is complete, so no engine starts)."""
-    import ragvqa.cli.bench as bench_cli
+    from ragvqa.benchmarks.infoseek import InfoSeek
 
     metrics = read_metrics(reference)
     recall5 = metrics["retrieval"]["entity_recall"]["recall@5"]
     bench_dir = tmp_path / "benchmarks"
     (bench_dir / "infoseek").mkdir(parents=True)
     expected = bench_dir / "infoseek" / "expected.yaml"
-    monkeypatch.setattr(bench_cli, "BENCHMARKS", bench_dir)
+    monkeypatch.setattr(InfoSeek, "folder", lambda self: bench_dir / "infoseek")
     run = tmp_path / "run"
     shutil.copytree(reference, run)
     args = ["bench", "infoseek", "--pipeline", str(world["pipeline"]), "--out", str(run),
@@ -348,7 +340,8 @@ def test_shipped_expected_figures_hold_for_the_demo_world(world, reference, shar
     `bench evqa --check` with its files found through RAGVQA_DATA and benchmark.yaml."""
     from ragvqa.cli.bench import check_expected
 
-    assert check_expected("infoseek", "demo", "answer/evidence_fallback@1", read_metrics(reference))
+    infoseek = get_benchmark("infoseek")
+    assert check_expected(infoseek, "demo", "answer/evidence_fallback@1", read_metrics(reference))
     data = tmp_path / "data"
     (data / "evqa").mkdir(parents=True)
     shutil.copy(world["evqa_csv"], data / "evqa" / "test.csv")

@@ -226,7 +226,7 @@ def test_score_evqa_bad_bem_dir(tmp_path):
 
 def test_readme_demo_command_gives_hand_worked_scores(tmp_path, monkeypatch):
     monkeypatch.chdir(Path(__file__).parent.parent)
-    # benchmarks/demo/infoseek: the README's first command scores these files.
+    # benchmarks/demo/infoseek: the example in docs/scoring.md scores these files.
     demo = "benchmarks/demo/infoseek/"
     out = tmp_path / "metrics.json"
     result = runner.invoke(

@@ -14,7 +14,7 @@ from ragvqa.errors import UserError
 from ragvqa.eval.compare import compare_runs
 from ragvqa.eval.evqa_scorer import aggregate_evqa
 from ragvqa.eval.infoseek_scorer import aggregate_infoseek
-from ragvqa.eval.rundir import RunRecord
+from ragvqa.run.records import RunRecord
 from ragvqa.types import ExampleScore
 
 runner = CliRunner()

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from ragvqa.cli.main import app
 from ragvqa.data import fetch as fetch_module
+from ragvqa.data import landing
 from ragvqa.data.catalogue import load_catalogue
 from ragvqa.data.fetch import RetryPolicy, download, fetch, status
 from ragvqa.errors import UserError
@@ -253,7 +254,7 @@ def test_unwritable_destination_is_refused_before_any_request(server, tmp_path, 
         fetch(artefact, blocker, policy=FAST, progress=False)
     real_access = os.access
     monkeypatch.setattr(
-        fetch_module.os, "access", lambda p, mode: "locked" not in str(p) and real_access(p, mode)
+        landing.os, "access", lambda p, mode: "locked" not in str(p) and real_access(p, mode)
     )
     with pytest.raises(UserError) as err:
         fetch(artefact, tmp_path / "locked", policy=FAST, progress=False)
@@ -263,7 +264,7 @@ def test_unwritable_destination_is_refused_before_any_request(server, tmp_path, 
 
 def test_too_little_free_space_is_refused_before_any_request(server, tmp_path, monkeypatch):
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(fetch_module.shutil, "disk_usage", lambda p: usage(10**9, 10**9, 1000))
+    monkeypatch.setattr(landing.shutil, "disk_usage", lambda p: usage(10**9, 10**9, 1000))
     artefact = one(tmp_path, url_entry(server))
     with pytest.raises(UserError) as err:
         fetch(artefact, tmp_path / "data", policy=FAST, progress=False)
@@ -554,14 +555,15 @@ def test_verify_counts_missing_evqa_images_through_the_benchmark_roots(tmp_path)
 
 
 def test_bench_names_the_missing_default_file_and_the_fetch_command(tmp_path, monkeypatch):
+    from ragvqa.benchmarks import get_benchmark
     from ragvqa.cli.bench import bench_spec
 
     root = tmp_path / "data"
     monkeypatch.setenv("RAGVQA_DATA", str(root))
-    kw = dict(questions=None, qtypes=None, withkb=None, images=None, limit=None, bem=None,
-              baselines=False)  # fmt: skip
+    infoseek = get_benchmark("infoseek")
+    none = {"questions": None, "qtypes": None, "withkb": None, "bem": None}
     with pytest.raises(UserError) as err:
-        bench_spec("infoseek", **kw)
+        bench_spec(infoseek, none)
     assert str(err.value) == (
         f"{root}/infoseek/infoseek_val.jsonl: file not found; "
         "`ragvqa data fetch infoseek-val --to $RAGVQA_DATA` provides it"
@@ -570,20 +572,23 @@ def test_bench_names_the_missing_default_file_and_the_fetch_command(tmp_path, mo
     (root / "infoseek" / "infoseek_val.jsonl").write_text("{}\n")
     with pytest.raises(UserError, match=r"infoseek_val_qtype\.jsonl: file not found; `ragvqa data "
                        r"fetch infoseek-val-qtype --to \$RAGVQA_DATA`"):  # fmt: skip
-        bench_spec("infoseek", **kw)
+        bench_spec(infoseek, none)
     for name in ("infoseek_val_qtype.jsonl", "infoseek_val_withkb.jsonl"):
         (root / "infoseek" / name).write_text("{}\n")
     with pytest.raises(UserError) as err:
-        bench_spec("infoseek", **kw)
+        bench_spec(infoseek, none)
     assert str(err.value) == (
         f"no image folder: pass --images, or get {root}/oven_images "
         "(`ragvqa data fetch oven-images --to $RAGVQA_DATA` provides it)"
     )
     # files given on the command line are not checked here (their loaders say "not found")
     (root / "oven_images").mkdir()
-    spec = bench_spec("infoseek", **{**kw, "withkb": tmp_path / "elsewhere.jsonl"})
-    assert spec.withkb == str(tmp_path / "elsewhere.jsonl")
+    spec = bench_spec(infoseek, {**none, "withkb": tmp_path / "elsewhere.jsonl"})
+    assert spec.files["withkb"] == str(tmp_path / "elsewhere.jsonl")
     assert spec.images == {"oven": str(root / "oven_images")}
     # the withkb file is optional: a missing default leaves entity recall unjudged
     (root / "infoseek" / "infoseek_val_withkb.jsonl").unlink()
-    assert bench_spec("infoseek", **kw).withkb is None
+    assert "withkb" not in bench_spec(infoseek, none).files
+    # a file the benchmark does not read is refused
+    with pytest.raises(UserError, match="benchmark 'infoseek' reads no --bem file"):
+        bench_spec(infoseek, {**none, "bem": tmp_path})

@@ -94,7 +94,7 @@ def test_flat_index_is_exact(kb_dir, single, tmp_path):
 def test_index_stores_what_the_encoder_computes(kb_dir, single, tmp_path):
     from dataclasses import replace
 
-    from ragvqa.index.build import document_text
+    from ragvqa.index.documents import document_text
     from ragvqa.models.encode import RetEncoder
 
     build_index(_params(kb_dir, single), tmp_path / "idx", device="cpu", progress=False)
@@ -351,7 +351,7 @@ def test_ray_engine_writes_the_same_shards(kb_dir, single, tmp_path):
 
 
 def test_bf16_build_records_its_dtype_and_stays_close_to_fp32(kb_dir, single, tmp_path):
-    from ragvqa.index.build import DEFAULT_TEMPLATE
+    from ragvqa.index.documents import DEFAULT_TEMPLATE
     from ragvqa.index.ray_engine import _ShardEncoder
 
     fp32 = build_index(_params(kb_dir, single), tmp_path / "fp32", device="cpu", progress=False)

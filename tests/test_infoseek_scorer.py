@@ -1,5 +1,5 @@
 """The InfoSeek scoring rules, each checked on values worked out by hand from the official
-rules (README "Scoring" and the official infoseek_eval.py)."""
+rules (docs/scoring.md and the official infoseek_eval.py)."""
 
 from __future__ import annotations
 

@@ -99,34 +99,33 @@ def test_kb_and_index_are_built_on_first_use(world, tmp_path):
 def test_render_takes_the_top_passages_and_drops_images_for_text_readers(world, llama):
     from transformers import AutoTokenizer
 
-    from ragvqa.types import Passage, RetrievalResult, RetrievedPassage
-
-    pipe = Pipeline.load(world["pipeline"], ["reader.context=512"])
+    from ragvqa.types import Passage, RetrievedPassage
 
     class Tokenizing:  # the real tokenizer of the world's reader, without an engine
         def tokenizer(self):
             return AutoTokenizer.from_pretrained(llama)
 
-    pipe.__dict__["generator"] = Tokenizing()
+    reader = {"generator": Tokenizing()}
+    pipe = Pipeline.load(world["pipeline"], ["reader.context=512"], components=reader)
     passages = tuple(
         RetrievedPassage(Passage(f"p{i}", f"text {i}", title=f"T{i}", page_id=f"P{i}"), 1 - i, i)
         for i in range(4)
     )
-    query = VQAQuery("q", "When?", image_path="/x.jpg")
-    prompt = pipe.render(query, RetrievalResult("q", passages))
+    prompt = pipe.render("When?", "/x.jpg", passages)
     text = " ".join(m.text for m in prompt.messages)
     assert "T0" in text and "T1" in text and "T2" not in text
     assert prompt.images() == [] and prompt.truncated_passages == 0
-    assert pipe.evidence_count(prompt, RetrievalResult("q", passages)) == 2
-    with_images = Pipeline.load(world["pipeline"], ["reader.images=true", "reader.context=2048"])
-    with_images.__dict__["generator"] = Tokenizing()
-    assert with_images.render(query, RetrievalResult("q", passages)).images() == ["/x.jpg"]
+    assert pipe.evidence_count(prompt, passages) == 2
+    with_images = Pipeline.load(
+        world["pipeline"], ["reader.images=true", "reader.context=2048"], components=reader
+    )
+    assert with_images.render("When?", "/x.jpg", passages).images() == ["/x.jpg"]
     # a context that fits one passage (154 tokens + 8 to answer) but not two (168) keeps one
-    tight = Pipeline.load(world["pipeline"], ["reader.context=170"])  # 1 passage: 154 tokens
-    tight.__dict__["generator"] = Tokenizing()
-    cut = tight.render(query, RetrievalResult("q", passages))
+    # 1 passage: 154 tokens
+    tight = Pipeline.load(world["pipeline"], ["reader.context=170"], components=reader)
+    cut = tight.render("When?", "/x.jpg", passages)
     assert cut.truncated_passages == 1
-    assert tight.evidence_count(cut, RetrievalResult("q", passages)) == 1
+    assert tight.evidence_count(cut, passages) == 1
     assert "T1" not in " ".join(m.text for m in cut.messages)
 
 
@@ -168,8 +167,8 @@ def test_changed_index_settings_rebuild_faiss_or_apply_at_search(world, tmp_path
     stored = (folder / "vectors.f16.npy").stat().st_mtime_ns
     # 150 passages of dim 16: 2 lists, 8 half-byte codes; refine x 80 covers every passage
     ivf = ["kind=ivfpq", "nlist=2", "m=8", "nbits=4", "nprobe=2", "refine=80"]
-    refined = Pipeline.load(built, [f"index.faiss.{s}" for s in ivf])
-    refined.__dict__["encoder"] = None  # rebuilding must not encode the KB again
+    # rebuilding must not encode the KB again: no encoder to load
+    refined = Pipeline.load(built, [f"index.faiss.{s}" for s in ivf], components={"encoder": None})
     got = refined.search(["a", "b"], vectors)
     assert "rebuilding the faiss index" in capsys.readouterr().err
     assert refined.index.manifest["faiss"]["kind"] == "ivfpq"

@@ -9,19 +9,19 @@ import sys
 import pytest
 
 from ragvqa.errors import UserError
-from ragvqa.registry import DATASET_LOADERS, SCORERS, Registry
+from ragvqa.registry import BENCHMARKS, Registry
 
-HEAVY = ["torch", "transformers", "vllm", "faiss", "datasets", "numpy"]
+HEAVY = ["torch", "transformers", "vllm", "faiss", "datasets", "ray", "numpy"]
 
 
 def test_registry_resolves_lazily_and_suggests():
-    from ragvqa.eval.infoseek_scorer import score_infoseek
+    from ragvqa.benchmarks.infoseek import InfoSeek
 
-    assert SCORERS.get("infoseek") is score_infoseek
-    assert SCORERS.names() == ["evqa", "infoseek"]
-    assert "m2kr" in DATASET_LOADERS
-    with pytest.raises(UserError, match="unknown scorer 'infoseak'.*did you mean 'infoseek'"):
-        SCORERS.get("infoseak")
+    assert BENCHMARKS.get("infoseek") is InfoSeek
+    assert {"evqa", "infoseek"} <= set(BENCHMARKS.names())
+    assert "evqa" in BENCHMARKS
+    with pytest.raises(UserError, match="unknown benchmark 'infoseak'.*did you mean 'infoseek'"):
+        BENCHMARKS.get("infoseak")
 
 
 def test_registry_rejects_bad_registrations():

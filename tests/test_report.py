@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from ragvqa.cli.main import app
 from ragvqa.eval.report import is_gold_passage, write_report
-from ragvqa.eval.rundir import RunRecord
+from ragvqa.run.records import RunRecord
 
 runner = CliRunner()
 SCRIPT_QUESTION = "Is <script>alert(1)</script> & 'this' safe?"

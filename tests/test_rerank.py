@@ -134,7 +134,7 @@ def test_ret_section_rescoring(tmp_path):
 
     from ret_fixtures import TEXT, VISION, clip_tokenizer, image_processor
 
-    from ragvqa.index.build import document_text
+    from ragvqa.index.documents import document_text
     from ragvqa.kb.build import BuildParams, build_kb
     from ragvqa.kb.store import KBStore
     from ragvqa.models.checkpoint import save_retriever

@@ -28,9 +28,9 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=200)
     parser.add_argument("--dir", type=Path, default=None)
     args = parser.parse_args()
-    from ragvqa.eval.bench import BenchRunner, BenchSpec
     from ragvqa.fixtures.world import build_world
     from ragvqa.pipeline import Pipeline
+    from ragvqa.run.runner import BenchRunner, BenchSpec
 
     root = args.dir or Path(tempfile.mkdtemp(prefix="ragvqa-perf-"))
     started = time.perf_counter()
@@ -41,13 +41,12 @@ def main() -> None:
     started = time.perf_counter()
     _ = pipe.generator, pipe.index, pipe.reranker
     startup = time.perf_counter() - started
-    spec = BenchSpec(
-        "infoseek",
-        str(world["infoseek_questions"]),
-        qtypes=str(world["infoseek_qtypes"]),
-        withkb=str(world["infoseek_withkb"]),
-        images={"oven": str(world["infoseek_images"])},
-    )
+    files = {
+        "questions": str(world["infoseek_questions"]),
+        "qtypes": str(world["infoseek_qtypes"]),
+        "withkb": str(world["infoseek_withkb"]),
+    }
+    spec = BenchSpec("infoseek", files, images={"oven": str(world["infoseek_images"])})
 
     def run(name: str, p: Pipeline, use_cache: bool) -> dict:
         out = root / "runs" / name

@@ -22,7 +22,6 @@ app = typer.Typer(
     help="Get, list and check benchmark data (catalogue, resumable fetch, verify).",
     no_args_is_help=True,
 )
-BENCHMARK_NAMES = ("infoseek", "evqa")
 CATALOGUE_HELP = "Catalogue YAML (default: the one shipped with ragvqa)."
 
 
@@ -36,15 +35,9 @@ def data_root(given: Path | None, how: str) -> Path:
     raise UserError(f"no data root: pass {how} or set RAGVQA_DATA")
 
 
-def benchmark_data(benchmark: str) -> dict[str, str]:
-    """benchmark.yaml's `data:` mapping: file role (questions, images.oven, ...) -> name."""
-    from ragvqa.cli.bench import benchmark_defaults
-
-    return dict(benchmark_defaults(benchmark).get("data") or {})
-
-
 def expand_names(names: list[str], catalogue: Any) -> list[Any]:
     """Artefacts for catalogue names and benchmark names, in order, each once."""
+    from ragvqa.benchmarks import benchmark_names, get_benchmark
     from ragvqa.data.catalogue import unknown_name_message
 
     known = catalogue.names()
@@ -52,10 +45,10 @@ def expand_names(names: list[str], catalogue: Any) -> list[Any]:
     for name in names:
         if name in known:
             members = [name]
-        elif name in BENCHMARK_NAMES:
-            members = list(benchmark_data(name).values())
+        elif name in benchmark_names():
+            members = list(get_benchmark(name).catalogue_names().values())
         else:
-            raise UserError(unknown_name_message(name, [*known, *BENCHMARK_NAMES]))
+            raise UserError(unknown_name_message(name, [*known, *benchmark_names()]))
         chosen += [m for m in members if m not in chosen]
     return [catalogue.get(name) for name in chosen]
 
@@ -171,31 +164,36 @@ def fetch_command(
 @app.command("verify")
 def verify_command(
     folder: Path | None = typer.Argument(None, help="Data root (default $RAGVQA_DATA)."),
-    benchmark: str | None = typer.Option(None, "--benchmark", help="infoseek or evqa only."),
+    benchmark: str | None = typer.Option(
+        None, "--benchmark", help="One benchmark only (infoseek, evqa, ...)."
+    ),
     catalogue: Path | None = typer.Option(None, "--catalogue", help=CATALOGUE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
 ) -> None:
     """Checksums, sizes and record counts of present files; questions without an image."""
     with user_errors():
-        from ragvqa.cli.bench import benchmark_defaults
+        from ragvqa.benchmarks import benchmark_names, get_benchmark
         from ragvqa.data.catalogue import load_catalogue
         from ragvqa.data.verify import check_artefact, missing_images
 
-        if benchmark is not None and benchmark not in BENCHMARK_NAMES:
-            raise UserError(f"unknown benchmark {benchmark!r} (infoseek or evqa)")
+        plugins = (
+            [get_benchmark(benchmark)]
+            if benchmark
+            else [get_benchmark(name) for name in benchmark_names()]
+        )
         root = data_root(folder, "DIR")
         cat = load_catalogue(catalogue)
         chosen = cat.for_benchmark(benchmark) if benchmark else list(cat.artefacts)
         checks = [check_artefact(a, root) for a in chosen]
         images: dict[str, Any] = {}
-        for name in [benchmark] if benchmark else BENCHMARK_NAMES:
-            paths = benchmark_defaults(name, root=str(root))
+        for plugin in plugins:
+            paths = plugin.defaults(root=str(root))
             questions = paths.get("questions")
             if questions and Path(questions).is_file():
-                found = missing_images(name, questions, paths.get("images") or {})
-                images[name] = {"questions_file": questions, **found}
+                found = missing_images(plugin, questions, paths.get("images") or {})
+                images[plugin.name] = {"questions_file": questions, **found}
             else:
-                images[name] = {"questions_file": questions, "questions": None}
+                images[plugin.name] = {"questions_file": questions, "questions": None}
         report = {
             "root": str(root),
             "ok": all(c["ok"] for c in checks),

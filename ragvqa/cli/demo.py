@@ -19,51 +19,55 @@ def demo_command(
 ) -> None:
     """Build a tiny offline world (models, KB, index, questions) and run answer + bench on it."""
     with user_errors():
-        from ragvqa.cli.answer import answer_one, validate_image
-        from ragvqa.cli.bench import _summary
-        from ragvqa.eval.bench import BenchRunner, BenchSpec
+        from ragvqa.benchmarks import get_benchmark
+        from ragvqa.cli.answer import validate_image
+        from ragvqa.cli.bench import summary
         from ragvqa.fixtures.world import build_world, world_paths
         from ragvqa.io import iter_jsonl
         from ragvqa.pipeline import Pipeline
+        from ragvqa.run.runner import BenchRunner, BenchSpec
 
         if (folder / "pipeline.yaml").is_file():
             paths = world_paths(folder)
-            stderr.print(f"using the demo world in {folder}", highlight=False)
+            stderr.print(f"using the demo world in {folder}", highlight=False, markup=False)
         else:
-            stderr.print(f"building the demo world in {folder} (about a minute)", highlight=False)
+            stderr.print(
+                f"building the demo world in {folder} (about a minute)",
+                highlight=False,
+                markup=False,
+            )
             paths = build_world(folder, progress=True)
-        pipe = Pipeline.load(paths["pipeline"])
-        try:
+        with Pipeline.load(paths["pipeline"]) as pipe:
             _, first = next(iter_jsonl(paths["infoseek_questions"]))
             image = paths["infoseek_images"] / first["image_id"][5:7] / f"{first['image_id']}.jpg"
-            record = answer_one(pipe, validate_image(image), first["question"])
-            top = record["retrieved"][0] if record["retrieved"] else {}
+            answer = pipe.answer(validate_image(image), first["question"])
+            top = answer.passages[0].title if answer.passages else "-"
             stderr.print(
-                f"answer: {first['question']} -> {record['answer']!r} "
-                f"(top evidence: {top.get('entity', '-')})",
+                f"answer: {first['question']} -> {answer.text!r} (top evidence: {top})",
                 highlight=False,
+                markup=False,
             )
             if bench:
                 specs = {
                     "infoseek": BenchSpec(
                         "infoseek",
-                        str(paths["infoseek_questions"]),
-                        qtypes=str(paths["infoseek_qtypes"]),
-                        withkb=str(paths["infoseek_withkb"]),
+                        {
+                            "questions": str(paths["infoseek_questions"]),
+                            "qtypes": str(paths["infoseek_qtypes"]),
+                            "withkb": str(paths["infoseek_withkb"]),
+                        },
                         images={"oven": str(paths["infoseek_images"])},
                     ),
                     "evqa": BenchSpec(
                         "evqa",
-                        str(paths["evqa_csv"]),
+                        {"questions": str(paths["evqa_csv"])},
                         images={"landmarks": str(paths["evqa_images"])},
                     ),
                 }
                 for name, spec in specs.items():
                     out = folder / "runs" / name
                     metrics = BenchRunner(pipe, spec, out, cache=folder / "cache").run()
-                    _summary(metrics, out)
-        finally:
-            pipe.close()
+                    summary(get_benchmark(name), metrics, out)
         stderr.print(
             "[yellow]note:[/] the demo models have random weights: the answers are meaningless; "
             "the demo proves that every stage and file format works.",

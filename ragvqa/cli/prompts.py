@@ -13,7 +13,9 @@ from rich.table import Table
 from ragvqa.cli.common import print_json, stderr, user_errors
 
 app = typer.Typer(help="List, render, diff and validate prompt templates.", no_args_is_help=True)
-ROOT = typer.Option(None, "--root", help="prompts/ folder (default: the repository's).")
+ROOT = typer.Option(
+    None, "--root", help="A prompts/ folder of your own (default: the templates ragvqa ships)."
+)
 
 
 def _library(root: Path | None):

@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ragvqa.config import read_yaml
 from ragvqa.errors import UserError
 
 KINDS = ("url", "hub", "manual")
@@ -148,8 +149,6 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
         UserError: naming the file and the first bad entry (unknown field, missing field,
             bad kind, checksum that is not 64 hex digits, unsafe dest, duplicate name, ...).
     """
-    from ragvqa.config import read_yaml
-
     source = Path(path) if path is not None else default_path()
     data = read_yaml(source)
     entries = data.get("artefacts")

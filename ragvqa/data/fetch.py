@@ -13,19 +13,16 @@ HTTP(S) files (`download`, standard library only):
   bytes still missing (catalogue size minus the part already there).
 
 Hub artefacts go through `ragvqa.data.fetch_hub` (huggingface_hub). Manual artefacts are never
-fetched; `fetch` returns their instructions.
+fetched; `fetch` returns their instructions. What both paths share (the destination checks, the
+part and marker paths, the check of a finished file) is in `ragvqa.data.landing`.
 """
 
 from __future__ import annotations
 
 import errno
-import fnmatch
-import hashlib
 import http.client
 import os
 import re
-import shutil
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -34,12 +31,20 @@ from pathlib import Path
 from typing import Any
 
 from ragvqa import __version__
-from ragvqa.data.catalogue import Artefact, human_size
+from ragvqa.data.catalogue import Artefact
+from ragvqa.data.fetch_hub import fetch_hub
+from ragvqa.data.landing import (
+    check_destination,
+    marker_path,
+    matches,
+    part_path,
+    reject_if_bad,
+)
 from ragvqa.errors import UserError
+from ragvqa.progress import ProgressBar
 
 PRESENT, PARTIAL, ABSENT = "present", "partial", "absent"
 CHUNK = 1 << 20
-MARKER_DIR = Path(".cache") / "ragvqa"
 
 
 @dataclass(frozen=True)
@@ -63,15 +68,6 @@ class FetchResult:
 
 class _Retry(Exception):
     """A transient failure; the next attempt resumes from the part on disk."""
-
-
-def part_path(dest: Path) -> Path:
-    return dest.with_name(dest.name + ".part")
-
-
-def marker_path(artefact: Artefact, root: str | Path) -> Path:
-    """Written after a complete hub snapshot fetch (a snapshot has no single file to test)."""
-    return artefact.folder(root) / MARKER_DIR / f"{artefact.name}.done"
 
 
 def status(artefact: Artefact, root: str | Path) -> str:
@@ -111,47 +107,6 @@ def _snapshot_files(artefact: Artefact, folder: Path) -> list[Path]:
     return [p for p in files if matches(p.relative_to(folder).as_posix(), artefact.include)]
 
 
-def matches(relative: str, patterns: tuple[str, ...]) -> bool:
-    return any(fnmatch.fnmatch(relative, pattern) for pattern in patterns)
-
-
-def check_destination(folder: Path, need: int | None) -> None:
-    """Refuse, before any request, a folder that cannot be written or lacks `need` free bytes."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(
-            f"cannot create the destination folder ({exc.strerror or exc})", path=str(folder)
-        ) from None
-    if not os.access(folder, os.W_OK | os.X_OK) or not _can_write(folder):
-        raise UserError("destination folder is not writable", path=str(folder))
-    if need:
-        free = shutil.disk_usage(folder).free
-        if free < need:
-            raise UserError(
-                f"not enough free space: {human_size(need)} needed, {human_size(free)} free",
-                path=str(folder),
-            )
-
-
-def _can_write(folder: Path) -> bool:
-    try:
-        handle, name = tempfile.mkstemp(dir=folder, prefix=".ragvqa-write-test-")
-    except OSError:
-        return False
-    os.close(handle)
-    os.unlink(name)
-    return True
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download(
     url: str,
     dest: Path,
@@ -167,7 +122,7 @@ def download(
     part = part_path(dest)
     have = part.stat().st_size if part.is_file() else 0
     check_destination(dest.parent, max(size - have, 0) if size else None)
-    with _Bar(progress, dest.name) as bar:
+    with ProgressBar(dest.name, enabled=progress, transfer=True) as bar:
         failures = 0
         while True:
             before = part.stat().st_size if part.is_file() else 0
@@ -188,7 +143,7 @@ def download(
     return dest
 
 
-def _attempt(url: str, part: Path, policy: RetryPolicy, bar: _Bar) -> None:
+def _attempt(url: str, part: Path, policy: RetryPolicy, bar: ProgressBar) -> None:
     offset = part.stat().st_size if part.is_file() else 0
     request = urllib.request.Request(url, headers={"User-Agent": f"ragvqa/{__version__}"})
     if offset:
@@ -216,7 +171,7 @@ def _attempt(url: str, part: Path, policy: RetryPolicy, bar: _Bar) -> None:
             offset, mode = 0, "wb"  # the whole file again (a server that ignores Range)
         length = response.headers.get("Content-Length")
         expected = offset + int(length) if length and length.isdigit() else None
-        bar.reset(offset, expected)
+        bar.update(completed=offset, total=expected)
         try:
             with part.open(mode) as out:
                 _copy(response, out, bar, policy)
@@ -227,7 +182,7 @@ def _attempt(url: str, part: Path, policy: RetryPolicy, bar: _Bar) -> None:
         raise _Retry(f"connection closed after {got:,} of {expected:,} bytes")
 
 
-def _copy(response: Any, out: Any, bar: _Bar, policy: RetryPolicy) -> None:
+def _copy(response: Any, out: Any, bar: ProgressBar, policy: RetryPolicy) -> None:
     while True:
         try:
             chunk = response.read(CHUNK)
@@ -273,69 +228,6 @@ def _write_error(exc: OSError, part: Path) -> UserError:
     return UserError(f"cannot write ({exc.strerror or exc})", path=str(part))
 
 
-def reject_if_bad(path: Path, dest: Path, *, sha256: str | None, size: int | None) -> None:
-    """Check a finished file against the catalogue; a bad one is moved aside next to `dest`."""
-    if not sha256 and size is None:
-        return
-    actual = sha256_of(path)
-    got = path.stat().st_size
-    if sha256 and actual != sha256:
-        problem = f"checksum mismatch (sha256 {actual[:12]}..., expected {sha256[:12]}...)"
-    elif size is not None and got != size:
-        problem = f"size mismatch ({got:,} bytes, expected {size:,})"
-    else:
-        return
-    bad = dest.with_name(f"{dest.name}.bad-{actual[:8]}")
-    os.replace(path, bad)
-    raise UserError(f"{problem}; the file was moved aside to {bad.name}", path=str(dest))
-
-
-class _Bar:
-    """A rich download bar on stderr (bytes, speed, ETA), or nothing."""
-
-    def __init__(self, enabled: bool, label: str):
-        self.enabled, self.label = enabled, label
-        self.progress: Any = None
-        self.task: Any = None
-
-    def __enter__(self) -> _Bar:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-                TransferSpeedColumn,
-            )
-
-            self.progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self.progress.start()
-            self.task = self.progress.add_task(self.label, total=None)
-        return self
-
-    def reset(self, completed: int, total: int | None) -> None:
-        if self.progress is not None:
-            self.progress.reset(self.task, completed=completed, total=total)
-
-    def advance(self, n: int) -> None:
-        if self.progress is not None:
-            self.progress.advance(self.task, n)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-
 def fetch(
     artefact: Artefact,
     root: str | Path,
@@ -362,7 +254,5 @@ def fetch(
             progress=progress,
         )
     else:
-        from ragvqa.data.fetch_hub import fetch_hub
-
         fetch_hub(artefact, root)
     return FetchResult(artefact.name, "fetched", path)

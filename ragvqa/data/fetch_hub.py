@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ragvqa.data.catalogue import Artefact
-from ragvqa.data.fetch import (
+from ragvqa.data.landing import (
     check_destination,
     marker_path,
     matches,

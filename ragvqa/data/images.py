@@ -141,3 +141,27 @@ def resolve_images(
             missing.append(example.example_id)
         out.append(replace(example, image_path=str(path) if path else None))
     return out, missing
+
+
+def check_image(path: str | None) -> str | None:
+    """Why an image cannot be used (None when it can): missing, empty, not an image, too big.
+    Reads the header only; truncated files are caught when the encoder decodes them."""
+    from PIL import Image  # decodes headers only; PIL is a base dependency
+
+    if path is None:
+        return "image not found"
+    file = Path(path)
+    if not file.is_file():
+        return f"image not found: {path}"
+    if file.stat().st_size == 0:
+        return f"image file is empty: {path}"
+    try:
+        with Image.open(file) as img:
+            width, height = img.size
+    except Image.DecompressionBombError:
+        return f"image too large (decompression bomb): {path}"
+    except Exception:
+        return f"not an image: {path}"
+    if width * height > Image.MAX_IMAGE_PIXELS:
+        return f"image too large ({width}x{height} pixels): {path}"
+    return None

@@ -1,6 +1,6 @@
 """Loader for the official InfoSeek files.
 
-Files (see README "Data"): `infoseek_{split}.jsonl` (questions), `infoseek_{split}_qtype.jsonl`
+Files (see docs/data.md): `infoseek_{split}.jsonl` (questions), `infoseek_{split}_qtype.jsonl`
 (question types, required for scoring) and optionally `infoseek_{split}_withkb.jsonl` (gold
 Wikidata entity per question, used by retrieval metrics). The withkb file is not in question
 order and may cover only some questions.

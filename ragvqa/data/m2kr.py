@@ -18,6 +18,7 @@ from ragvqa.types import BenchmarkExample, NumericRange
 
 M2KR_REPO = "BByrneLab/multi_task_multi_modal_knowledge_retrieval_benchmark_M2KR"
 CONFIGS = {"infoseek": "Infoseek_data", "evqa": "EVQA_data"}
+IMAGE_DATASETS = {"infoseek": "oven"}  # the image collection of a configuration, where known
 
 
 def load_rows(source: str, config: str, split: str) -> Any:
@@ -102,7 +103,7 @@ def _example(
         split=str(row.get("data_split") or ""),
         entity_ids=(entity,) if entity else _strs(row.get("pos_item_ids")),
         entity_names=_strs(row.get("entity_text")),
-        image_dataset="oven" if dataset == "infoseek" else "",
+        image_dataset=IMAGE_DATASETS.get(dataset, ""),
         image_path=image_path,
         source=source,
     )

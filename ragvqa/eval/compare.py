@@ -7,10 +7,11 @@ metrics of both), and each difference B - A gets a paired bootstrap 95% interval
 resampled question indices for both runs, so the difficulty of the questions cancels out and
 only the variance of the difference is left (much smaller than the two variances added up).
 
-Exactness: A and B are what the scorers' own aggregation (`aggregate_infoseek`,
-`aggregate_evqa`) gives. A resample needs the same metric a thousand times, so there it is
-computed from per-group hit counts with the same rounding; the two ways are checked against
-each other on the full sample.
+Exactness: A and B are what the scorer's own aggregation gives (the benchmark plug-in's
+`aggregate`). A resample needs the same metric a thousand times, so there it is computed from
+the hit counts of the benchmark's two groups of questions with the same rounding (the plug-in's
+`in_first_group` and `from_counts`); the two ways are checked against each other on the full
+sample.
 """
 
 from __future__ import annotations
@@ -22,13 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from ragvqa.benchmarks import Benchmark, benchmark_names, get_benchmark
 from ragvqa.errors import UserError
-from ragvqa.eval.evqa_scorer import aggregate_evqa
-from ragvqa.eval.infoseek_scorer import aggregate_infoseek, harmonic_mean, split_of
-from ragvqa.eval.rundir import PREDICTIONS, RunRecord, read_records
-from ragvqa.types import ExampleScore
+from ragvqa.run.records import PREDICTIONS, RunRecord, read_records
 
-DATASETS = ("infoseek", "evqa")
 RECALL_KS = (1, 5, 10)
 _CHUNK = 2_000_000  # resample indices drawn at a time (bounds memory on large runs)
 
@@ -96,10 +94,9 @@ def _load(run: Path) -> tuple[str, dict[str, RunRecord]]:
     if len(datasets) != 1:
         found = ", ".join(datasets) or "no questions"
         raise UserError(f"expected one dataset in the run, found {found}", path=str(run))
-    if datasets[0] not in DATASETS:
-        raise UserError(
-            f"unknown dataset {datasets[0]!r} (expected infoseek or evqa)", path=str(run)
-        )
+    if datasets[0] not in benchmark_names():
+        known = ", ".join(benchmark_names())
+        raise UserError(f"unknown dataset {datasets[0]!r} (expected {known})", path=str(run))
     by_id: dict[str, RunRecord] = {}
     for r in records:
         if r.data_id in by_id:
@@ -108,31 +105,20 @@ def _load(run: Path) -> tuple[str, dict[str, RunRecord]]:
     return datasets[0], by_id
 
 
-def _official(dataset: str, records: Sequence[RunRecord]) -> dict[str, float | None]:
-    """Accuracy metrics of scored records through the scorers' own aggregation."""
-    scores = [  # the split as InfoSeek counts it (E-VQA ignores it)
-        ExampleScore(r.data_id, s, r.question_type, split_of(r.split), r.score_method)
+def _official(bench: Benchmark, records: Sequence[RunRecord]) -> dict[str, float | None]:
+    """Accuracy metrics of scored records through the scorer's own aggregation."""
+    scores = [
+        bench.example_score(r.data_id, s, r.question_type, r.split, r.score_method)
         for r in records
         if (s := official_score(r)) is not None
     ]
-    if dataset == "evqa":
-        m = aggregate_evqa(scores)
-        return {k: m[k] for k in ("single_hop", "two_hop", "all")}
-    m = aggregate_infoseek(scores)
-    return {
-        "final_score": m["final_score"],
-        "unseen_question_score": m["unseen_question_score"]["score"],
-        "unseen_entity_score": m["unseen_entity_score"]["score"],
-    }
+    return bench.aggregate(scores)
 
 
-def _columns(dataset: str, records: Sequence[RunRecord], scored: np.ndarray) -> np.ndarray:
+def _columns(bench: Benchmark, records: Sequence[RunRecord], scored: np.ndarray) -> np.ndarray:
     """0/1 columns whose sums give every metric: per group (n, hits), then gold n, recall hits."""
     right = scored & np.array([official_score(r) == 1 for r in records], dtype=bool)
-    if dataset == "infoseek":
-        first = np.array([split_of(r.split) == "unseen_question" for r in records], dtype=bool)
-    else:
-        first = np.array([r.question_type != "2_hop" for r in records], dtype=bool)
+    first = np.array([bench.in_first_group(r.question_type, r.split) for r in records], bool)
     gold = np.array([bool(r.gold_entities) for r in records], dtype=bool)
     ranks = [-1 if r.gold_rank is None else r.gold_rank for r in records]
     cols = [scored & first, right & first, scored & ~first, right & ~first, gold]
@@ -140,25 +126,13 @@ def _columns(dataset: str, records: Sequence[RunRecord], scored: np.ndarray) -> 
     return np.stack(cols, axis=1).astype(np.float64)
 
 
-def _from_counts(dataset: str, c: Sequence[int]) -> dict[str, float | None]:
+def _from_counts(bench: Benchmark, c: Sequence[int]) -> dict[str, float | None]:
     """The metrics from the column sums of `_columns`, rounded as the official scorers do."""
     n1, h1, n2, h2, gold = c[:5]
-    out: dict[str, float | None]
-    if dataset == "infoseek":  # an empty split scores 0 there
-        uq, ue = _percent(h1, n1) or 0, _percent(h2, n2) or 0
-        out = {"final_score": round(harmonic_mean(uq, ue), 2)}
-        out |= {"unseen_question_score": uq, "unseen_entity_score": ue}
-    else:  # None for a group without questions
-        out = {"single_hop": _percent(h1, n1), "two_hop": _percent(h2, n2)}
-        out["all"] = _percent(h1 + h2, n1 + n2)
+    out = bench.from_counts(n1, h1, n2, h2)
     for k, hits in zip(RECALL_KS, c[5:], strict=True):
         out[f"entity_recall@{k}"] = 100.0 * hits / gold if gold else None
     return out
-
-
-def _percent(hits: int, n: int) -> float | None:
-    """round(100 * mean, 2) in the official order of operations: (hits / n) * 100."""
-    return round(hits / n * 100, 2) if n else None
 
 
 def _resampled_sums(columns: np.ndarray, resamples: int, seed: int) -> np.ndarray:
@@ -176,7 +150,7 @@ def _resampled_sums(columns: np.ndarray, resamples: int, seed: int) -> np.ndarra
 
 
 def _bootstrap_deltas(
-    dataset: str, cols_a: np.ndarray, cols_b: np.ndarray, resamples: int, seed: int
+    bench: Benchmark, cols_a: np.ndarray, cols_b: np.ndarray, resamples: int, seed: int
 ) -> dict[str, list[float]]:
     """B - A of every metric on each resample (the same question indices for A and B);
     a resample where a metric has no questions in A or B gives no value for it."""
@@ -184,7 +158,7 @@ def _bootstrap_deltas(
     width = cols_a.shape[1]
     deltas: dict[str, list[float]] = {}
     for row in sums.tolist():
-        ra, rb = _from_counts(dataset, row[:width]), _from_counts(dataset, row[width:])
+        ra, rb = _from_counts(bench, row[:width]), _from_counts(bench, row[width:])
         for name, va in ra.items():
             vb = rb[name]
             values = deltas.setdefault(name, [])
@@ -222,14 +196,15 @@ def compare_runs(
         ],
         dtype=bool,
     )
-    cols_a, cols_b = (_columns(dataset, recs, scored) for recs in (recs_a, recs_b))
-    point_a = _from_counts(dataset, [int(x) for x in cols_a.sum(axis=0)])
-    point_b = _from_counts(dataset, [int(x) for x in cols_b.sum(axis=0)])
+    bench = get_benchmark(dataset)
+    cols_a, cols_b = (_columns(bench, recs, scored) for recs in (recs_a, recs_b))
+    point_a = _from_counts(bench, [int(x) for x in cols_a.sum(axis=0)])
+    point_b = _from_counts(bench, [int(x) for x in cols_b.sum(axis=0)])
     for recs, point in ((recs_a, point_a), (recs_b, point_b)):
         kept = [r for r, ok in zip(recs, scored, strict=True) if ok]
-        official = _official(dataset, kept)
+        official = _official(bench, kept)
         assert official == {k: point[k] for k in official}, "bootstrap metric != official"
-    deltas = _bootstrap_deltas(dataset, cols_a, cols_b, resamples, seed)
+    deltas = _bootstrap_deltas(bench, cols_a, cols_b, resamples, seed)
     return Comparison(
         dataset=dataset,
         run_a=str(run_a),

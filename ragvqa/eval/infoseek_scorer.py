@@ -3,7 +3,7 @@
 Reproduces `infoseek_eval.py` of the official evaluator (edchengg/infoseek_eval) rule by rule:
 the same answer normalisation, the same numerical parsing and range matching, the same
 per-split means, the same rounding, and the final harmonic mean of the *already rounded* split
-scores. See README "Scoring" for the one input on which the official script crashes and
+scores. See docs/scoring.md for the one input on which the official script crashes and
 ragvqa does not.
 """
 

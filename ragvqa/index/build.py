@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,13 +24,16 @@ import numpy as np
 from ragvqa import __version__
 from ragvqa.errors import UserError
 from ragvqa.index import faiss_index as fx
-from ragvqa.index.manifest import BUILD, FORMAT, MANIFEST, checkpoint_identity, file_digest
+from ragvqa.index.documents import DEFAULT_TEMPLATE, document_text
+from ragvqa.index.manifest import BUILD, FORMAT, MANIFEST, checkpoint_identity
+from ragvqa.index.ray_engine import encode_with_ray
 from ragvqa.index.shards import iter_shards, missing_shards, shard_ranges, write_shard
-from ragvqa.kb.chunking import display_title
-from ragvqa.kb.store import KBStore, write_json_atomic
-from ragvqa.types import Passage
+from ragvqa.io import atomic_path, sha256_file, write_json
+from ragvqa.kb.store import KBStore
+from ragvqa.models.checkpoint import parse_dtype, read_retriever_config
+from ragvqa.models.encode import RetEncoder
+from ragvqa.progress import ProgressBar
 
-DEFAULT_TEMPLATE = "{display_title}\n{text}"
 FAISS_FILE = "faiss.index"
 VECTORS_FILE = "vectors.f16.npy"
 
@@ -50,21 +54,6 @@ class IndexParams:
     dtype: str | None = None  # encoder dtype; None: bfloat16 on CUDA, float32 on CPU
 
 
-def document_text(passage: Passage, template: str) -> str:
-    """The text the document encoder reads for a passage."""
-    try:
-        return template.format(
-            display_title=display_title(passage),
-            title=passage.title,
-            section=passage.section_title,
-            text=passage.text,
-        )
-    except (KeyError, IndexError) as exc:
-        raise UserError(
-            f"unknown field {exc} in --doc-template (use display_title, title, section, text)"
-        ) from None
-
-
 def _check_build_state(out: Path, state: dict[str, Any]) -> None:
     path = out / BUILD
     if path.is_file():
@@ -75,7 +64,7 @@ def _check_build_state(out: Path, state: dict[str, Any]) -> None:
                 "use a new --out folder",
                 path=str(out),
             )
-    write_json_atomic(path, state)
+    write_json(path, state)
 
 
 def encode_shards(
@@ -85,8 +74,6 @@ def encode_shards(
     ranges = shard_ranges(len(kb), params.rows_per_shard)
     todo = missing_shards(out / "emb", ranges)
     if params.engine == "ray":
-        from ragvqa.index.ray_engine import encode_with_ray
-
         tasks = [(i, *ranges[i]) for i in todo]
         encode_with_ray(
             params.kb,
@@ -102,10 +89,8 @@ def encode_shards(
         return ranges
     if params.engine != "local":
         raise UserError(f"unknown engine {params.engine!r} (local or ray)")
-    from ragvqa.models.encode import ProgressBar
-
     rows = sum(ranges[i][1] - ranges[i][0] for i in todo)
-    with ProgressBar(progress and rows > 0, rows, "encoding passages") as advance:
+    with ProgressBar("encoding passages", rows, enabled=progress and rows > 0) as bar:
         for i in todo:
             start, end = ranges[i]
             docs = [
@@ -113,7 +98,7 @@ def encode_shards(
                 for p in kb.passages(range(start, end))
             ]
             write_shard(out / "emb", i, encoder.encode_documents(docs))
-            advance(end - start)
+            bar.advance(end - start)
     return ranges
 
 
@@ -166,19 +151,20 @@ def build_faiss(
     if fx.train_sample_size(p):
         sample = _training_sample(out, ranges, fx.train_sample_size(p), from_vectors)
         fx.train(index, sample, p)
-    keep = None
-    if not from_vectors:
-        keep = np.lib.format.open_memmap(
-            out / f".{VECTORS_FILE}.tmp", mode="w+", dtype=np.float16, shape=(rows, n_vec, dim)
-        )
-    for start, vectors in _chunks(out, ranges, from_vectors):
-        fx.add(index, _token_matrix(vectors))
+    with ExitStack() as stack:
+        keep = None
+        if not from_vectors:  # the shards are merged into the stored vectors on the way
+            tmp = stack.enter_context(atomic_path(out / VECTORS_FILE, fixed=True))
+            keep = np.lib.format.open_memmap(
+                tmp, mode="w+", dtype=np.float16, shape=(rows, n_vec, dim)
+            )
+        for start, vectors in _chunks(out, ranges, from_vectors):
+            fx.add(index, _token_matrix(vectors))
+            if keep is not None:
+                keep[start : start + len(vectors)] = vectors
         if keep is not None:
-            keep[start : start + len(vectors)] = vectors
-    if keep is not None:
-        keep.flush()
-        del keep
-        (out / f".{VECTORS_FILE}.tmp").replace(out / VECTORS_FILE)
+            keep.flush()
+            del keep
     fx.save_index(index, out / FAISS_FILE)
     return index.ntotal, p
 
@@ -208,9 +194,6 @@ def build_index(
     params: IndexParams, out: str | Path, *, device: str | None = None, progress: bool = True
 ) -> dict[str, Any]:
     """Build (or resume building) an index folder; returns its manifest."""
-    from ragvqa.models.checkpoint import parse_dtype, read_retriever_config
-    from ragvqa.models.encode import RetEncoder
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     kb = KBStore(params.kb)
@@ -279,10 +262,10 @@ def build_index(
         "images": images,
         "files": files,
     }
-    write_json_atomic(out / MANIFEST, manifest)
+    write_json(out / MANIFEST, manifest)
     _drop_shards(out)
     return manifest
 
 
 def _file_entry(path: Path) -> dict[str, Any]:
-    return {"bytes": path.stat().st_size, "sha256": file_digest(path)}
+    return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ragvqa.errors import UserError
+from ragvqa.io import atomic_path
 
 KINDS = ("flat", "ivfpq", "hnsw")
 # settings that take effect when searching: changing them needs no rebuild
@@ -157,9 +158,8 @@ def refines_itself(index: Any) -> bool:
 
 def save_index(index: Any, path: Path) -> None:
     faiss = _faiss()
-    tmp = path.with_name(f".{path.name}.tmp")
-    faiss.write_index(index, str(tmp))
-    tmp.replace(path)
+    with atomic_path(path, fixed=True) as tmp:
+        faiss.write_index(index, str(tmp))
 
 
 def load_index(path: Path) -> Any:

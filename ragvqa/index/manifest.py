@@ -11,21 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from ragvqa.errors import UserError
+from ragvqa.io import sha256_file
+from ragvqa.models.checkpoint import read_retriever_config
 
 MANIFEST = "index.json"
 BUILD = "build.json"
 FORMAT = 1
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def encoder_identity(model: Any) -> dict[str, str]:
@@ -50,10 +45,6 @@ def encoder_identity(model: Any) -> dict[str, str]:
 def checkpoint_identity(path_or_hub_id: str | Path) -> dict[str, str]:
     """`encoder_identity` of a checkpoint read without loading its weights (the same value),
     so a run whose encoding is cached never loads the encoder."""
-    from types import SimpleNamespace
-
-    from ragvqa.models.checkpoint import read_retriever_config
-
     folder, config = read_retriever_config(path_or_hub_id)
     return encoder_identity(SimpleNamespace(config=config, source=str(folder)))
 
@@ -105,6 +96,7 @@ def summary(manifest: dict[str, Any]) -> dict[str, Any]:
     (`bytes`), loaded into memory at search (`bytes_in_memory`: the faiss index), and read
     memory-mapped at search (`bytes_memory_mapped`: the stored vectors, where search reads
     them, which the OS pages in as queries touch them)."""
+    # numpy (through faiss_index) stays out of `ragvqa --help`, which loads this module
     from ragvqa.index.faiss_index import FaissParams, reads_vectors
 
     files = manifest["files"]
@@ -129,7 +121,7 @@ def check_files(folder: Path, manifest: dict[str, Any], *, hashes: bool) -> None
                 "(truncated or replaced)",
                 path=str(path),
             )
-        if hashes and file_digest(path) != meta["sha256"]:
+        if hashes and sha256_file(path) != meta["sha256"]:
             raise UserError("index file content changed since the build (sha256)", path=str(path))
 
 

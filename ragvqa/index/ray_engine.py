@@ -14,6 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from ragvqa.errors import UserError
+from ragvqa.index.documents import document_text
+from ragvqa.index.shards import write_shard
+from ragvqa.kb.store import KBStore
+from ragvqa.models.checkpoint import parse_dtype
+from ragvqa.models.encode import RetEncoder
 
 
 class _ShardEncoder:
@@ -30,10 +35,6 @@ class _ShardEncoder:
     ):
         import torch
 
-        from ragvqa.kb.store import KBStore
-        from ragvqa.models.checkpoint import parse_dtype
-        from ragvqa.models.encode import RetEncoder
-
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.kb = KBStore(kb)
         self.encoder = RetEncoder.from_pretrained(
@@ -42,9 +43,6 @@ class _ShardEncoder:
         self.out, self.template = Path(out), template
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        from ragvqa.index.build import document_text
-        from ragvqa.index.shards import write_shard
-
         for shard, start, end in zip(batch["shard"], batch["start"], batch["end"], strict=True):
             docs = [
                 replace(p, text=document_text(p, self.template))

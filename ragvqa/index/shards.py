@@ -10,7 +10,6 @@ merges them into the index folder's `vectors.f16.npy` and removes them.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ragvqa.errors import UserError
+from ragvqa.io import atomic_path
 
 
 def shard_name(index: int) -> str:
@@ -33,9 +33,8 @@ def write_shard(folder: Path, index: int, vectors: np.ndarray) -> None:
     from safetensors.numpy import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{shard_name(index)}.tmp"
-    save_file({"vectors": np.ascontiguousarray(vectors, dtype=np.float16)}, str(tmp))
-    os.replace(tmp, folder / shard_name(index))
+    with atomic_path(folder / shard_name(index), fixed=True) as tmp:
+        save_file({"vectors": np.ascontiguousarray(vectors, dtype=np.float16)}, str(tmp))
 
 
 def missing_shards(folder: Path, ranges: list[tuple[int, int]]) -> list[int]:

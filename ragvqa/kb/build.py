@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from ragvqa.errors import UserError
+from ragvqa.io import write_json
 from ragvqa.kb.chunking import chunk_page
 from ragvqa.kb.images import ImageResolver
 from ragvqa.kb.readers import KBPage, reader
-from ragvqa.kb.store import MANIFEST, STATE, fingerprint, write_json_atomic, write_shard
+from ragvqa.kb.store import MANIFEST, STATE, fingerprint, write_shard
+from ragvqa.progress import ProgressBar
 
 SHOW = 5
 COUNTS = (
@@ -87,7 +89,7 @@ def _commit(out: Path, state: dict[str, Any], pending: _Pending) -> None:
         state[key] += pending.counts[key]
     room = SHOW - len(state["skipped_examples"])
     state["skipped_examples"] += pending.skipped[: max(room, 0)]
-    write_json_atomic(out / STATE, state)
+    write_json(out / STATE, state)
 
 
 def build_kb(params: BuildParams, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
@@ -100,7 +102,9 @@ def build_kb(params: BuildParams, out: str | Path, *, progress: bool = True) -> 
     entries, probe = reader(params.format, params.input, subset=params.subset, split=params.split)
     resolver = ImageResolver(params.images_dir or None, params.images_map or None)
     pending = _Pending()
-    with _Progress(progress, probe, state["pages"]) as bar:
+    total = (probe()[1] or None) if progress else None  # bytes of the input, when known
+    with ProgressBar("kb build", total, enabled=progress, transfer=True) as bar:
+        bar.update(info=f"{state['pages']:,} pages")
         for entry in itertools.islice(entries, state["entries"], None):
             pending.counts["entries"] += 1
             if isinstance(entry, KBPage):
@@ -119,7 +123,9 @@ def build_kb(params: BuildParams, out: str | Path, *, progress: bool = True) -> 
             if pending.counts["entries"] >= params.shard_pages:
                 _commit(out, state, pending)
                 pending = _Pending()
-            bar.update(state["pages"] + pending.counts["pages"])
+            pages = state["pages"] + pending.counts["pages"]
+            if bar.shown and pages % 100 == 0:
+                bar.update(completed=probe()[0], info=f"{pages:,} pages")
     _commit(out, state, pending)
     manifest = {
         **{k: state[k] for k in COUNTS if k != "entries"},
@@ -131,38 +137,5 @@ def build_kb(params: BuildParams, out: str | Path, *, progress: bool = True) -> 
         "shards": state["shards"],
         "fingerprint": fingerprint(state["shards"], asdict(params)),
     }
-    write_json_atomic(out / MANIFEST, manifest)
+    write_json(out / MANIFEST, manifest)
     return manifest
-
-
-class _Progress:
-    """Bytes read of the input (with ETA) and pages so far, on stderr."""
-
-    def __init__(self, enabled: bool, probe: Any, start_pages: int):
-        self.enabled, self.probe, self.bar = enabled, probe, None
-        self.start = start_pages
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(
-                TextColumn("kb build"),
-                BarColumn(),
-                TextColumn("{task.fields[pages]} pages"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
-            self.bar.start()
-            total = self.probe()[1] or None
-            self.task = self.bar.add_task("kb", total=total, pages=self.start)
-        return self
-
-    def update(self, pages: int) -> None:
-        if self.bar is not None and pages % 100 == 0:
-            self.bar.update(self.task, completed=self.probe()[0], pages=pages)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.stop()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from ragvqa.data.m2kr import load_rows
 from ragvqa.errors import UserError
 from ragvqa.kb.jsonstream import JSONStreamError, iter_object_items
 
@@ -179,8 +180,6 @@ def read_ret_m2kr(source: Source) -> Iterator[Entry]:
 def read_m2kr(source: str, subset: str, split: str) -> Iterator[Entry]:
     """M2KR passages (`passage_id`, `passage_content`, optional `title`) from the hub or a
     local folder in the hub's layout (`<source>/<subset>/<split>-*.parquet`)."""
-    from ragvqa.data.m2kr import load_rows
-
     for index, row in enumerate(load_rows(source, subset, split)):
         pid, text = row.get("passage_id"), row.get("passage_content")
         if pid is None or not isinstance(text, str):

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from ragvqa.errors import UserError
+from ragvqa.io import atomic_path, sha256_file
 from ragvqa.types import Passage
 
 MANIFEST = "kb.json"
@@ -46,18 +46,11 @@ def write_shard(folder: Path, index: int, passages: Sequence[Passage]) -> tuple[
     columns = {f: [getattr(p, f) for p in passages] for f in FIELDS}
     columns["image_paths"] = [list(p.image_paths) for p in passages]
     table = pa.table(columns, schema=arrow_schema())
-    tmp = folder / f".{name}.tmp"
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table, max_chunksize=2048)
-    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    os.replace(tmp, folder / name)
+    with atomic_path(folder / name, fixed=True) as tmp:
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table, max_chunksize=2048)
+        digest = sha256_file(tmp)
     return name, digest
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def fingerprint(shards: Sequence[dict[str, Any]], params: dict[str, Any]) -> str:

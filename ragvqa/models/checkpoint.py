@@ -286,7 +286,7 @@ def load_retriever(
         device: "cuda", "cpu", ...; default: CUDA when available.
         dtype: torch dtype; default: bfloat16 on CUDA, float32 on CPU.
     """
-    from ragvqa.models.retriever import RetRetriever
+    from ragvqa.models.retriever import RetRetriever  # torch, transformers
 
     folder, config = read_retriever_config(path_or_hub_id)
     model = RetRetriever(config)

@@ -1,6 +1,6 @@
 """Configuration of the ReT retriever family, and its named presets.
 
-One family covers ReT (v1) and ReT-2 (see README "Retriever"): a pair of HF CLIP-like towers
+One family covers ReT (v1) and ReT-2 (see docs/retriever.md): a pair of HF CLIP-like towers
 (text, vision) read at several layers, and one or two recurrent heads (query, document) that
 turn those layers into `output_vectors` L2-normalised vectors. Configs are plain dataclasses,
 saved as JSON next to the weights; nothing here imports torch.

@@ -9,6 +9,7 @@ images are counted in `stats`, never fatal.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -17,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ragvqa.models.checkpoint import load_retriever
+from ragvqa.models.processor import RetProcessor
+from ragvqa.progress import ProgressBar
 from ragvqa.types import Passage, VQAQuery
 
 BLACK_SIZE = 336  # the official code's stand-in for a missing image
@@ -84,8 +88,6 @@ class RetEncoder:
         (default: one per CPU, at most 32). Preprocessing a 1024 x 768 JPEG takes about 8 ms
         of one core, so a GPU encoding thousands of documents a second needs many of them;
         decoding and resizing release the GIL, so threads scale."""
-        import os
-
         self.model, self.processor = model, processor
         self.batch_size, self.progress = batch_size, progress
         self.image_workers = image_workers or min(32, os.cpu_count() or 4)
@@ -96,9 +98,6 @@ class RetEncoder:
     def from_pretrained(
         cls, path_or_hub_id: str | Path, *, device: str | None = None, dtype: Any = None, **kw: Any
     ) -> RetEncoder:
-        from ragvqa.models.checkpoint import load_retriever
-        from ragvqa.models.processor import RetProcessor
-
         model = load_retriever(path_or_hub_id, device=device, dtype=dtype)
         processor = RetProcessor.load(
             model.source, model.config.processor_source, model.config.max_text_tokens
@@ -138,9 +137,11 @@ class RetEncoder:
         order = sorted(range(len(texts)), key=lambda i: (images[i] is not None, len(ids[i])))
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         device, dtype = self.model.device, self.model.dtype
+        # shown for more than a few batches unless told otherwise
+        show = self.progress if self.progress is not None else len(texts) > 256
         with (
             ThreadPoolExecutor(self.image_workers) as pool,
-            ProgressBar(self.progress, len(texts), f"encoding {side}s") as advance,
+            ProgressBar(f"encoding {side}s", len(texts), enabled=show) as bar,
         ):
             # images of the next batch load while the model runs on this one
             submit = lambda batch: [pool.submit(self._prepare, images[i]) for i in batch]  # noqa: E731
@@ -167,29 +168,5 @@ class RetEncoder:
                     )
                 out[batch] = feats.float().cpu().numpy()
                 self.last_present[batch] = [present for _, present in prepared]
-                advance(len(batch))
+                bar.advance(len(batch))
         return out
-
-
-class ProgressBar:
-    """A rich progress bar on stderr (shown for more than one batch unless told otherwise)."""
-
-    def __init__(self, enabled: bool | None, total: int, label: str):
-        self.enabled, self.total, self.label = enabled, total, label
-        self.bar = None
-
-    def __enter__(self):
-        show = self.enabled if self.enabled is not None else self.total > 256
-        if not show:
-            return lambda n: None
-        from rich.console import Console
-        from rich.progress import Progress
-
-        self.bar = Progress(console=Console(stderr=True), transient=True)
-        self.bar.start()
-        task = self.bar.add_task(self.label, total=self.total)
-        return lambda n: self.bar.advance(task, n)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.stop()

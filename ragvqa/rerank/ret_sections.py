@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from ragvqa.index.documents import DEFAULT_TEMPLATE, document_text
 from ragvqa.rerank.fusion import reorder
 from ragvqa.types import RetrievalResult, RetrievedPassage, VQAQuery
 
@@ -27,7 +28,7 @@ class RetSectionReranker:
         *,
         alpha: float = 0.5,
         top_entities: int = 5,
-        doc_template: str = "{display_title}\n{text}",
+        doc_template: str = DEFAULT_TEMPLATE,
     ):
         self.encoder, self.kb = encoder, kb
         self.alpha, self.top_entities, self.doc_template = alpha, top_entities, doc_template
@@ -37,8 +38,7 @@ class RetSectionReranker:
     ) -> RetrievalResult:
         import torch
 
-        from ragvqa.index.build import document_text
-        from ragvqa.models.loss import late_interaction
+        from ragvqa.models.loss import late_interaction  # imports torch
 
         first: dict[str, float] = {}
         page_best: dict[str, float] = {}

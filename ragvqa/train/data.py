@@ -17,6 +17,7 @@ from typing import Any
 from ragvqa.data.fields import get_str
 from ragvqa.errors import UserError
 from ragvqa.io import iter_jsonl
+from ragvqa.models.encode import query_text
 
 FIELDS = ("query", "query_image", "document", "document_image", "entity_id")
 
@@ -81,8 +82,6 @@ class PairCollator:
         }
 
     def __call__(self, pairs: list[Pair]) -> dict[str, Any]:
-        from ragvqa.models.encode import query_text
-
         return {
             "query": self._side(
                 [query_text(p.query, self.instruction) for p in pairs],

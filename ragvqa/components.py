@@ -1,0 +1,286 @@
+"""A pipeline's components, built from its YAML on first use (or passed in).
+
+`Components` reads the sections of a pipeline file (see pipelines/README.md): `encoder`, `kb`,
+`index`, `retrieval`, `rerank` and `reader`. Relative paths are read against the file's folder;
+`${RAGVQA_CACHE}` is the cache root (env `RAGVQA_CACHE`, default `~/.cache/ragvqa`). A model that
+is not a local path is a hub id.
+
+Components are built on first use, so `ragvqa answer` on a cached index never loads a KB
+builder, and a run that only re-renders prompts never loads the encoder. A KB or index that is
+missing is built on first use when the file says where from (`kb.source`); otherwise the error
+says which path is missing and how to build it. A component given to the constructor
+(`components={"generator": g}`) is used as it is and never built.
+
+The identities of the components (`encoder_key`, `index_key`, `rerank_key`, `reader_key`) are
+what stage caches and generation journals are keyed by. `ragvqa.pipeline.Pipeline` runs the
+stages over these components.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ragvqa.config import build
+from ragvqa.errors import UserError
+from ragvqa.generate.base import Sampling
+from ragvqa.hub import resolve_input
+from ragvqa.index.manifest import MANIFEST as INDEX_MANIFEST
+from ragvqa.index.manifest import checkpoint_identity, read_manifest
+from ragvqa.kb.store import MANIFEST as KB_MANIFEST
+from ragvqa.kb.store import KBStore
+from ragvqa.models.checkpoint import parse_dtype, resolve_device_dtype
+from ragvqa.prompts import PromptLibrary
+from ragvqa.registry import GENERATORS, RERANKERS
+from ragvqa.resources import cache_root
+
+SECTIONS = ("name", "notice", "encoder", "kb", "index", "retrieval", "rerank", "reader")
+COMPONENTS = ("encoder", "kb", "index", "generator", "reranker", "prompts", "template")
+
+
+@dataclass(frozen=True)
+class ReaderSettings:
+    """How the reader is prompted: template, evidence count, image on/off, decoding."""
+
+    prompt: str = "answer/evidence_short@1"
+    passages: int = 1
+    images: bool = True
+    sampling: Sampling = Sampling()
+    context: int | None = None
+    batch_size: int = 64
+
+
+def _notice(message: str) -> None:
+    """A one-line note on stderr (stdout stays for results, e.g. `answer --json`)."""
+    print(f"ragvqa: {message}", file=sys.stderr, flush=True)
+
+
+class Components:
+    """The components of one pipeline file, built lazily (or given), and their identities."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        folder: Path,
+        *,
+        name: str = "",
+        components: Mapping[str, Any] | None = None,
+    ):
+        given = dict(components or {})
+        if set(given) - set(COMPONENTS):
+            raise ValueError(f"unknown components {sorted(set(given) - set(COMPONENTS))}")
+        self.__dict__.update(given)  # the cached properties below find them already set
+        unknown = sorted(set(config) - set(SECTIONS))
+        if unknown:
+            raise UserError(
+                f"unknown pipeline section(s) {unknown} (known: {', '.join(SECTIONS)})",
+                path=name or None,
+            )
+        self.config, self.folder, self.name = config, folder, name or config.get("name", "")
+        self.reader_settings = self._reader_settings(config.get("reader") or {})
+        retrieval = config.get("retrieval") or {}
+        self.top_k = int(retrieval.get("top_k", 20))
+        self.one_per_page = bool(retrieval.get("one_per_page", True))
+
+    # -- settings ----------------------------------------------------------------------------
+    def _reader_settings(self, reader: dict[str, Any]) -> ReaderSettings:
+        sampling = dict(reader.get("sampling") or {})
+        if "stop" in sampling:
+            sampling["stop"] = tuple(sampling["stop"] or ())
+        try:
+            return ReaderSettings(
+                prompt=str(reader.get("prompt", ReaderSettings.prompt)),
+                passages=int(reader.get("passages", 1)),
+                images=bool(reader.get("images", True)),
+                sampling=Sampling(**sampling),
+                context=reader.get("context"),
+                batch_size=int(reader.get("batch_size", 64)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"reader settings: {exc}", path=self.name or None) from None
+
+    def path(self, value: str) -> str:
+        """A path from the file: ${RAGVQA_CACHE} expanded, relative to the file's folder."""
+        text = os.path.expanduser(str(value).replace("${RAGVQA_CACHE}", str(cache_root())))
+        return str(Path(text) if Path(text).is_absolute() else (self.folder / text).resolve())
+
+    def model_ref(self, value: str) -> str:
+        """A local model folder (relative to the file) when it exists, else a hub id."""
+        local = self.path(value)
+        return local if Path(local).exists() else str(value)
+
+    def section(self, name: str) -> dict[str, Any]:
+        value = self.config.get(name)
+        if not isinstance(value, dict):
+            raise UserError(f"the pipeline has no '{name}' section", path=self.name or None)
+        return value
+
+    # -- components --------------------------------------------------------------------------
+    @cached_property
+    def encoder(self) -> Any:
+        from ragvqa.models.encode import RetEncoder  # the processor and model code
+
+        spec = self.section("encoder")
+        return RetEncoder.from_pretrained(
+            self.model_ref(spec["model"]),
+            device=spec.get("device"),
+            dtype=parse_dtype(spec.get("dtype")),
+            batch_size=int(spec.get("batch_size", 64)),
+        )
+
+    @cached_property
+    def kb(self) -> Any:
+        spec = self.section("kb")
+        folder = Path(self.path(spec["path"]))
+        if not (folder / KB_MANIFEST).is_file() and spec.get("source"):
+            self._build_kb(folder, dict(spec["source"]))
+        return KBStore(folder)
+
+    def _build_kb(self, folder: Path, source: dict[str, Any]) -> None:
+        from ragvqa.kb.build import BuildParams, build_kb  # the KB readers
+
+        source["input"] = resolve_input(str(source.get("input", "")), self)
+        for key in ("images_dir", "images_map"):
+            if source.get(key):
+                source[key] = self.path(source[key])
+        try:
+            params = BuildParams(**source)
+        except TypeError as exc:
+            raise UserError(f"kb.source: {exc}", path=self.name or None) from None
+        folder.mkdir(parents=True, exist_ok=True)
+        build_kb(params, folder)
+
+    @cached_property
+    def index(self) -> Any:
+        from ragvqa.index.faiss_index import SEARCH_TIME  # numpy, faiss
+        from ragvqa.index.search import PassageIndex
+
+        spec = self.section("index")
+        folder = Path(self.path(spec["path"]))
+        wanted = spec.get("faiss") or {}
+        if spec.get("build", True):
+            if not (folder / INDEX_MANIFEST).is_file():
+                self._build_index(folder, spec)
+            elif wanted and self._index_differs(folder, wanted):
+                # the embedding shards in the folder are reused: only faiss is built again
+                _notice(f"rebuilding the faiss index in {folder} for index.faiss = {wanted}")
+                self._build_index(folder, spec)
+        search = {k: v for k, v in wanted.items() if k in SEARCH_TIME}
+        return PassageIndex(folder, self.kb, encoder_identity=self.encoder_key(), search=search)
+
+    def _index_differs(self, folder: Path, wanted: dict[str, Any]) -> bool:
+        """Whether the built index has other build-time faiss settings than `wanted`, or
+        lacks the stored vectors that `wanted`'s refinement reads."""
+        from ragvqa.index import faiss_index as fx  # numpy, faiss
+        from ragvqa.index.build import VECTORS_FILE
+
+        manifest = read_manifest(folder)
+        try:
+            desired = fx.FaissParams(**wanted)
+        except TypeError as exc:
+            raise UserError(f"index.faiss: {exc}") from None
+        desired = desired.resolved(manifest["index_vectors"], manifest["dim"])
+        built = fx.FaissParams(**manifest["faiss"])
+        n_vec = int(manifest["vectors_per_document"])
+        missing = fx.reads_vectors(n_vec, desired) and VECTORS_FILE not in manifest["files"]
+        return desired.build_time() != built.build_time() or missing
+
+    def _build_index(self, folder: Path, spec: dict[str, Any]) -> None:
+        from ragvqa.index import faiss_index as fx  # numpy, faiss
+        from ragvqa.index.build import DEFAULT_TEMPLATE, IndexParams, build_index
+
+        kb_folder = self.kb.folder  # builds the KB first when it is missing
+        params = IndexParams(
+            kb=str(kb_folder),
+            encoder=self.model_ref(self.section("encoder")["model"]),
+            faiss=fx.FaissParams(**(spec.get("faiss") or {})),
+            doc_template=spec.get("doc_template", DEFAULT_TEMPLATE),
+            batch_size=int(self.section("encoder").get("batch_size", 64)),
+        )
+        build_index(params, folder, device=self.section("encoder").get("device"))
+
+    @cached_property
+    def generator(self) -> Any:
+        # a null setting removes what a base file set ("limit_mm_per_prompt: null")
+        spec = {
+            k: v
+            for k, v in (self.section("reader").get("generator") or {}).items()
+            if v is not None
+        }
+        if "model" in spec:
+            spec["model"] = self.model_ref(spec["model"])
+        return build(GENERATORS, spec)
+
+    @cached_property
+    def prompts(self) -> Any:
+        return PromptLibrary()
+
+    @cached_property
+    def template(self) -> Any:
+        return self.prompts.get(self.reader_settings.prompt)
+
+    @cached_property
+    def reranker(self) -> Any:
+        spec = self.config.get("rerank")
+        if not spec:
+            return None
+        spec = dict(spec)
+        kind = spec.get("type")
+        if kind == "ret_sections":
+            return build(RERANKERS, spec, encoder=self.encoder, kb=self.kb)
+        if kind == "entity_choice":
+            template = self.prompts.get(spec.pop("template", "rerank/entity_choice"))
+            sampling = Sampling(**spec.pop("sampling", {"max_tokens": 8}))
+            return build(
+                RERANKERS, spec, generator=self.generator, template=template, sampling=sampling
+            )
+        if "model" in spec:
+            spec["model"] = self.model_ref(spec["model"])
+        return build(RERANKERS, spec)
+
+    def close(self) -> None:
+        generator = self.__dict__.get("generator")
+        if generator is not None and hasattr(generator, "close"):
+            generator.close()
+
+    # -- identities (stage cache keys) --------------------------------------------------------
+    def encoder_key(self) -> dict[str, Any]:
+        """The encoder's identity (config hash, weights fingerprint), read without loading it."""
+        if "_encoder_key" not in self.__dict__:
+            model = self.model_ref(self.section("encoder")["model"])
+            self.__dict__["_encoder_key"] = checkpoint_identity(model)
+        return self.__dict__["_encoder_key"]
+
+    def encoder_dtype(self) -> str:
+        """The dtype queries are encoded in (the section's `dtype`, else the device's default),
+        by name: encodings in another dtype are other results, so it is part of cache keys."""
+        spec = self.section("encoder")
+        _, dtype = resolve_device_dtype(spec.get("device"), parse_dtype(spec.get("dtype")))
+        return str(dtype).removeprefix("torch.")
+
+    def index_key(self) -> dict[str, Any]:
+        manifest = self.index.manifest
+        return {
+            "files": {k: v["sha256"] for k, v in manifest["files"].items()},
+            "faiss": asdict(self.index.params),  # as searched (search-time settings applied)
+            "kb": manifest["kb"]["fingerprint"],
+        }
+
+    def rerank_key(self) -> Any:
+        spec = self.config.get("rerank")
+        if spec and spec.get("type") == "entity_choice":
+            return {"rerank": spec, "reader": self.section("reader").get("generator")}
+        return spec or None
+
+    def reader_key(self) -> dict[str, Any]:
+        return {
+            "generator": self.section("reader").get("generator"),
+            "template": self.template.ref,
+            "template_hash": self.template.sha256,
+            "settings": {**vars(self.reader_settings), "sampling": self.reader_settings.sampling},
+        }

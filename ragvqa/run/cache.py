@@ -1,0 +1,80 @@
+"""The stage cache: retrieval-stage outputs stored under keys of everything they depend on.
+
+`Pipeline.retrieve_batch` computes the keys (encoder identity and dtype, question texts and
+image files, index files, top-k, reranker settings) and asks the cache first, so a second run
+that changes only the prompt re-runs only rendering and generation. Files live under
+`<root>/stages/<stage>-<key>.*` and are written atomically; a cache entry that cannot be read
+(a truncated file) is computed again.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ragvqa.errors import UserError
+from ragvqa.io import atomic_path, iter_jsonl, write_jsonl
+from ragvqa.types import RetrievalResult, RetrievedPassage
+
+
+class StageCache:
+    """Stage outputs under `<root>/stages/`; `enabled=False` reads nothing (writes still go)."""
+
+    def __init__(self, root: Path, enabled: bool = True):
+        self.dir, self.enabled = Path(root) / "stages", enabled
+
+    def path(self, stage: str, key: str, suffix: str) -> Path:
+        return self.dir / f"{stage}-{key}{suffix}"
+
+    def load_vectors(self, key: str) -> tuple[Any, Any] | None:
+        """(query vectors, image-present flags) of an encode stage, or None."""
+        import numpy as np
+
+        path = self.path("encode", key, ".npz")
+        if not (self.enabled and path.is_file()):
+            return None
+        try:
+            with np.load(path) as data:
+                return data["vectors"], data["present"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None  # a damaged entry is computed again
+
+    def save_vectors(self, key: str, vectors: Any, present: Any) -> None:
+        import numpy as np
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.path("encode", key, ".npz")) as tmp, tmp.open("xb") as fh:
+            np.savez(fh, vectors=vectors, present=present)  # a file object: no suffix added
+
+    def load_results(self, stage: str, key: str, kb: Any) -> list[RetrievalResult] | None:
+        """The ranked passages of a search or rerank stage (passages read back from `kb`)."""
+        path = self.path(stage, key, ".jsonl")
+        if not (self.enabled and path.is_file()):
+            return None
+        try:
+            rows = [obj for _, obj in iter_jsonl(path)]
+        except UserError:
+            return None  # a damaged entry is computed again
+        results = []
+        for obj in rows:
+            pairs = obj["passages"]
+            passages = kb.passages([kb.row_of(pid) for pid, _ in pairs])
+            ranked = tuple(
+                RetrievedPassage(p, float(s), i)
+                for i, (p, (_, s)) in enumerate(zip(passages, pairs, strict=True))
+            )
+            results.append(RetrievalResult(obj["query_id"], ranked))
+        return results
+
+    def save_results(self, stage: str, key: str, results: Sequence[RetrievalResult]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        rows = (
+            {
+                "query_id": r.query_id,
+                "passages": [[rp.passage.passage_id, rp.score] for rp in r.passages],
+            }
+            for r in results
+        )
+        write_jsonl(self.path(stage, key, ".jsonl"), rows)

@@ -1,0 +1,226 @@
+"""`BenchRunner`: one benchmark through one pipeline into a run directory, resumable and scored.
+
+The runner loads and checks the questions through the benchmark's plug-in, answers them with
+`Pipeline.answer_batch` (its stage cache and generation journal handed in), scores them with
+the plug-in's scorer and writes the run directory (see `ragvqa.run.records`). A question that
+cannot be answered (empty question, missing, unreadable or oversized image) is recorded as
+failed with its reason, scores 0 and is counted; the run goes on. Every file is written
+atomically, and `predictions.jsonl` and `metrics.json` only once everything is done.
+
+A retrieval-only run (`retrieval_only=True`, or a benchmark without an official scorer) stops
+after the retrieval stages: recall@K without loading a reader.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ragvqa.benchmarks import Benchmark, get_benchmark
+from ragvqa.errors import UserError
+from ragvqa.eval.retrieval_metrics import entity_recall, pseudo_recall
+from ragvqa.io import atomic_writer, write_json, write_jsonl
+from ragvqa.pipeline import Pipeline
+from ragvqa.resources import cache_root
+from ragvqa.run import records
+from ragvqa.run.cache import StageCache
+from ragvqa.run.journal import Journal
+from ragvqa.run.records import RunRecord
+from ragvqa.types import (
+    Answer,
+    BenchmarkExample,
+    MetricResult,
+    Passage,
+    Prediction,
+    RetrievalResult,
+    RetrievedPassage,
+)
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """Which files a run reads: `files` maps the benchmark's file roles (questions, qtypes,
+    withkb, bem, ...) to paths; `images` maps image roots (oven, landmarks, ...) to folders."""
+
+    benchmark: str
+    files: Mapping[str, str]
+    images: Mapping[str, str] = field(default_factory=dict)
+    limit: int | None = None
+    baselines: bool = False
+    retrieval_only: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {**vars(self), "files": dict(self.files), "images": dict(self.images)}
+
+
+def load_examples(benchmark: Benchmark, spec: BenchSpec) -> list[BenchmarkExample]:
+    """The benchmark's questions (the first `limit`), with their image files resolved."""
+    examples = benchmark.load(spec.files)
+    if spec.limit is not None:
+        examples = examples[: spec.limit]
+    if not examples:
+        raise UserError("no questions to run", path=spec.files.get("questions"))
+    if spec.images:
+        examples, _ = benchmark.resolve_images(examples, spec.images)
+    return examples
+
+
+class BenchRunner:
+    """Runs one benchmark through one pipeline into the run directory `out`."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        spec: BenchSpec,
+        out: str | Path,
+        *,
+        cache: str | Path | None = None,
+        use_cache: bool = True,
+        progress: bool = True,
+        resolved_config: dict[str, Any] | None = None,
+    ):
+        self.pipeline, self.spec, self.out = pipeline, spec, Path(out)
+        self.benchmark = get_benchmark(spec.benchmark)
+        self.cache = StageCache(Path(cache) if cache else cache_root(), use_cache)
+        self.progress = progress
+        self.resolved_config = resolved_config or pipeline.config
+        self.timings: dict[str, dict[str, Any]] = {}
+
+    @property
+    def retrieval_only(self) -> bool:
+        return self.spec.retrieval_only or not self.benchmark.scores_answers
+
+    def run(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._write_config()
+        examples = load_examples(self.benchmark, self.spec)
+        queries = [e.to_query() for e in examples]
+        p, work = self.pipeline, self.out / records.WORK
+        cache, timings, progress = self.cache, self.timings, self.progress
+        baselines: dict[str, list[Answer]] = {}
+        if self.retrieval_only:
+            answers = p.retrieve_batch(queries, cache=cache, timings=timings, progress=progress)
+        else:
+            journal = Journal(work / "answers.jsonl")
+            answers = p.answer_batch(
+                queries, cache=cache, journal=journal, timings=timings, progress=progress
+            )
+            if self.spec.baselines:
+                baselines = self._baselines(examples, answers)
+        self.timings["total"] = {"seconds": round(time.perf_counter() - started, 3)}
+        return self._finish(examples, answers, baselines)
+
+    def _write_config(self) -> None:
+        import yaml
+
+        resolved = {"pipeline": self.resolved_config, "benchmark": self.spec.to_json()}
+        with atomic_writer(self.out / records.CONFIG) as fh:
+            yaml.safe_dump(resolved, fh, sort_keys=False, allow_unicode=True)
+        write_json(self.out / records.ENVIRONMENT, records.environment())
+
+    def _baselines(
+        self, examples: Sequence[BenchmarkExample], answers: Sequence[Answer]
+    ) -> dict[str, list[Answer]]:
+        """The same questions read with no evidence, and with the gold entity's passages."""
+        p, work = self.pipeline, self.out / records.WORK
+        n = p.reader_settings.passages
+        gold = {e.example_id: _gold_passages(p.kb, e)[:n] for e in examples}
+        oracle = [
+            replace(
+                a,
+                passages=tuple(RetrievedPassage(x, 1.0, i) for i, x in enumerate(gold[a.query_id])),
+            )
+            for a in answers
+        ]
+        bare = [replace(a, passages=()) for a in answers]
+        return {
+            "no_retrieval": p.with_prompt("answer/no_retrieval").read_batch(
+                bare,
+                journal=Journal(work / "no_retrieval.jsonl"),
+                timings=self.timings,
+                progress=self.progress,
+                stage="generate:no_retrieval",
+            ),
+            "oracle_entity": p.read_batch(
+                oracle,
+                journal=Journal(work / "oracle_entity.jsonl"),
+                timings=self.timings,
+                progress=self.progress,
+                stage="generate:oracle_entity",
+            ),
+        }
+
+    def _score(
+        self, examples: Sequence[BenchmarkExample], answers: Sequence[Answer]
+    ) -> MetricResult | None:
+        if self.retrieval_only:
+            return None
+        predictions = [
+            Prediction(e.example_id, a.text) for e, a in zip(examples, answers, strict=True)
+        ]
+        return self.benchmark.score(predictions, examples, self.spec.files)
+
+    def _finish(
+        self,
+        examples: Sequence[BenchmarkExample],
+        answers: Sequence[Answer],
+        baselines: dict[str, list[Answer]],
+    ) -> dict[str, Any]:
+        scored = self._score(examples, answers)
+        per_example = {s.example_id: s for s in scored.per_example} if scored else {}
+        rows = [
+            RunRecord.of(e, a, per_example.get(e.example_id))
+            for e, a in zip(examples, answers, strict=True)
+        ]
+        write_jsonl(self.out / records.PREDICTIONS, (r.to_json() for r in rows))
+        with atomic_writer(self.out / records.TREC) as fh:
+            for a in answers:
+                for rp in a.passages:
+                    fh.write(
+                        f"{a.query_id} Q0 {rp.passage_id} {rp.rank + 1} {rp.score:.6f} ragvqa\n"
+                    )
+        results = [RetrievalResult(a.query_id, a.passages) for a in answers]
+        failed = {a.query_id: a.error for a in answers if a.error is not None}
+        metrics = {
+            "benchmark": self.spec.benchmark,
+            "pipeline": self.pipeline.name,
+            "template": None if self.retrieval_only else self.pipeline.template.ref,
+            "retrieval_only": self.retrieval_only,
+            "official": scored.metrics if scored else None,
+            "retrieval": {
+                "entity_recall": entity_recall(results, examples),
+                "pseudo_recall": pseudo_recall(results, examples),
+            },
+            "counts": {
+                "questions": len(examples),
+                "answered": len(examples) - len(failed),
+                "failed": len(failed),
+                "failed_reasons": dict(Counter(r.split(": ")[0] for r in failed.values())),
+                "failed_examples": [
+                    {"data_id": k, "reason": v} for k, v in list(failed.items())[:20]
+                ],
+            },
+            "timings": self.timings,
+            "baselines": {
+                name: self._score(examples, got).metrics for name, got in baselines.items()
+            },
+        }
+        write_json(self.out / records.METRICS, metrics)
+        return metrics
+
+
+def _gold_passages(kb: Any, example: BenchmarkExample) -> list[Passage]:
+    """The gold entity's passages (E-VQA: by page URL; InfoSeek: by Wikidata id)."""
+    for gold in example.entity_ids:
+        passages = kb.page_passages(gold)
+        if passages:
+            return passages
+        page = kb.page_of_entity(gold)
+        if page:
+            return kb.page_passages(page)
+    return []

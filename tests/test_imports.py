@@ -1,0 +1,161 @@
+"""No import cycles inside the package, counting imports inside functions too.
+
+An import inside a function still runs, later; a cycle through one works only as long as nobody
+moves it to the top of its module. The graph is read from the source with `ast` (nothing is
+imported): every `import ragvqa.x` / `from ragvqa.x import y` / relative import, at module level
+or inside a function, is an edge to module `ragvqa.x`, or to `ragvqa.x.y` when that is a module.
+Imports under `if TYPE_CHECKING:` never run and are left out, and so are imports of a module's
+own parent packages (`from ragvqa import __version__` in `ragvqa.index.build`): Python has
+initialised every parent package before the module's first line runs, so such an edge is there
+for every module whether written or not, and a package `__init__` that imports its submodules
+(eagerly or, PEP 562, on attribute access) is no cycle.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import ragvqa
+
+PACKAGE = Path(ragvqa.__file__).parent
+
+
+def module_files() -> dict[str, Path]:
+    """Every module of the package by dotted name (a package is its `__init__.py`)."""
+    modules = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        modules[".".join(parts)] = path
+    return modules
+
+
+def _type_checking_only(node: ast.If) -> bool:
+    test = node.test
+    name = test.id if isinstance(test, ast.Name) else getattr(test, "attr", None)
+    return name == "TYPE_CHECKING"
+
+
+def _imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    found: list[ast.Import | ast.ImportFrom] = []
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and _type_checking_only(node):
+            stack.extend(node.orelse)
+            continue
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            found.append(node)
+        stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def imported_modules(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The package's modules that module `name` imports, anywhere in its source."""
+    is_package = path.name == "__init__.py"
+    targets: set[str] = set()
+    for node in _imports(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            targets.update(alias.name for alias in node.names)
+            continue
+        base = node.module or ""
+        if node.level:  # relative: from the package holding this module
+            package = name.split(".") if is_package else name.split(".")[:-1]
+            package = package[: len(package) - (node.level - 1)]
+            base = ".".join(package + ([base] if base else []))
+        for alias in node.names:
+            child = f"{base}.{alias.name}"
+            targets.add(child if child in modules else base)
+    return {t for t in targets if t in modules and t != name and not name.startswith(f"{t}.")}
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = module_files()
+    return {name: imported_modules(name, path, modules) for name, path in modules.items()}
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle (as a path that ends where it starts) per strongly connected component."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+
+    def connect(v: str) -> None:  # Tarjan; the package is small enough for recursion
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                components.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    return [_cycle_through(graph, set(c), c[0]) for c in components]
+
+
+def _cycle_through(graph: dict[str, set[str]], component: set[str], start: str) -> list[str]:
+    """The shortest path start -> ... -> start inside a strongly connected component."""
+    previous: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        following = []
+        for v in frontier:
+            for w in sorted(graph[v] & component):
+                if w == start:
+                    path = [v]
+                    while path[-1] != start:
+                        path.append(previous[path[-1]])
+                    return [*reversed(path), start]
+                if w not in previous:
+                    previous[w] = v
+                    following.append(w)
+        frontier = following
+    raise AssertionError(f"{start} is on no cycle")  # pragma: no cover
+
+
+def test_the_graph_sees_imports_inside_functions_and_relative_ones(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    for name in ("__init__", "a", "b", "sub/__init__", "sub/c"):
+        (pkg / f"{name}.py").write_text("")
+    modules = {"pkg": pkg / "__init__.py", "pkg.a": pkg / "a.py", "pkg.b": pkg / "b.py"}
+    modules |= {"pkg.sub": pkg / "sub/__init__.py", "pkg.sub.c": pkg / "sub/c.py"}
+    (pkg / "a.py").write_text(
+        "from typing import TYPE_CHECKING\n"
+        "from pkg.sub import c\n"
+        "if TYPE_CHECKING:\n    import pkg.b\n"
+        "def f():\n    from pkg.b import thing\n"
+    )
+    (pkg / "sub/c.py").write_text("from .. import a\nfrom . import other\nimport pkg.b\n")
+    (pkg / "b.py").write_text("import pkg\nfrom pkg import sub\n")
+    assert imported_modules("pkg.a", pkg / "a.py", modules) == {"pkg.sub.c", "pkg.b"}
+    assert imported_modules("pkg.sub.c", pkg / "sub/c.py", modules) == {"pkg.a", "pkg.b"}
+    assert imported_modules("pkg.b", pkg / "b.py", modules) == {"pkg.sub"}  # not its parent
+    graph = {"x": {"y"}, "y": {"z"}, "z": {"x"}, "w": {"x"}}
+    assert find_cycles(graph) == [["x", "y", "z", "x"]]
+    assert find_cycles({"x": {"y"}, "y": set()}) == []
+
+
+def test_no_import_cycles():
+    cycles = find_cycles(import_graph())
+    assert not cycles, "import cycles (imports inside functions count):\n" + "\n".join(
+        " -> ".join(cycle) for cycle in cycles
+    )
