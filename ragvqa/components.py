@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -29,18 +29,24 @@ from typing import Any
 from ragvqa.config import build
 from ragvqa.errors import UserError
 from ragvqa.generate.base import Sampling
+from ragvqa.generate.context import chat_token_counter, fit_prompt
 from ragvqa.hub import resolve_input
 from ragvqa.index.manifest import MANIFEST as INDEX_MANIFEST
 from ragvqa.index.manifest import checkpoint_identity, read_manifest
 from ragvqa.kb.store import MANIFEST as KB_MANIFEST
 from ragvqa.kb.store import KBStore
 from ragvqa.models.checkpoint import parse_dtype, resolve_device_dtype
+from ragvqa.models.encoders import check_kind
 from ragvqa.prompts import PromptLibrary
 from ragvqa.registry import GENERATORS, RERANKERS
 from ragvqa.resources import cache_root
+from ragvqa.types import ChatPrompt, RetrievedPassage
 
 SECTIONS = ("name", "notice", "encoder", "kb", "index", "retrieval", "rerank", "reader")
 COMPONENTS = ("encoder", "kb", "index", "generator", "reranker", "prompts", "template")
+# index: encode, search, rerank; none: the reader reads no evidence; oracle: the reader reads
+# the gold entity's passages (given by the benchmark runner: a ceiling for retrieval)
+RETRIEVAL_MODES = ("index", "none", "oracle")
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,13 @@ class Components:
         retrieval = config.get("retrieval") or {}
         self.top_k = int(retrieval.get("top_k", 20))
         self.one_per_page = bool(retrieval.get("one_per_page", True))
+        self.retrieval_mode = str(retrieval.get("mode", "index"))
+        if self.retrieval_mode not in RETRIEVAL_MODES:
+            raise UserError(
+                f"retrieval.mode must be one of {', '.join(RETRIEVAL_MODES)}, "
+                f"not {self.retrieval_mode!r}",
+                path=name or None,
+            )
 
     # -- settings ----------------------------------------------------------------------------
     def _reader_settings(self, reader: dict[str, Any]) -> ReaderSettings:
@@ -105,8 +118,19 @@ class Components:
             raise UserError(f"reader settings: {exc}", path=self.name or None) from None
 
     def path(self, value: str) -> str:
-        """A path from the file: ${RAGVQA_CACHE} expanded, relative to the file's folder."""
-        text = os.path.expanduser(str(value).replace("${RAGVQA_CACHE}", str(cache_root())))
+        """A path from the file: ${RAGVQA_CACHE} and ${RAGVQA_DATA} expanded, relative to the
+        file's folder."""
+        text = str(value).replace("${RAGVQA_CACHE}", str(cache_root()))
+        if "${RAGVQA_DATA}" in text:
+            root = os.environ.get("RAGVQA_DATA")
+            if not root:
+                raise UserError(
+                    f"{value} is under ${{RAGVQA_DATA}}: set RAGVQA_DATA to the data root "
+                    "(see docs/data.md)",
+                    path=self.name or None,
+                )
+            text = text.replace("${RAGVQA_DATA}", root)
+        text = os.path.expanduser(text)
         return str(Path(text) if Path(text).is_absolute() else (self.folder / text).resolve())
 
     def model_ref(self, value: str) -> str:
@@ -121,13 +145,23 @@ class Components:
         return value
 
     # -- components --------------------------------------------------------------------------
+    def encoder_model(self) -> str:
+        """The encoder folder (or hub id), checked against the section's optional `type`
+        (`ret` or `text`) from its config files: a mismatch is one line, before any loading."""
+        if "_encoder_model" not in self.__dict__:
+            spec = self.section("encoder")
+            model = self.model_ref(spec["model"])
+            check_kind(model, spec.get("type"))
+            self.__dict__["_encoder_model"] = model
+        return self.__dict__["_encoder_model"]
+
     @cached_property
     def encoder(self) -> Any:
-        from ragvqa.models.encode import RetEncoder  # the processor and model code
+        from ragvqa.models.encoders import load_encoder  # a RetEncoder or a TextEncoder
 
         spec = self.section("encoder")
-        return RetEncoder.from_pretrained(
-            self.model_ref(spec["model"]),
+        return load_encoder(
+            self.encoder_model(),
             device=spec.get("device"),
             dtype=parse_dtype(spec.get("dtype")),
             batch_size=int(spec.get("batch_size", 64)),
@@ -192,14 +226,14 @@ class Components:
 
     def _build_index(self, folder: Path, spec: dict[str, Any]) -> None:
         from ragvqa.index import faiss_index as fx  # numpy, faiss
-        from ragvqa.index.build import DEFAULT_TEMPLATE, IndexParams, build_index
+        from ragvqa.index.build import IndexParams, build_index
 
         kb_folder = self.kb.folder  # builds the KB first when it is missing
         params = IndexParams(
             kb=str(kb_folder),
-            encoder=self.model_ref(self.section("encoder")["model"]),
+            encoder=self.encoder_model(),
             faiss=fx.FaissParams(**(spec.get("faiss") or {})),
-            doc_template=spec.get("doc_template", DEFAULT_TEMPLATE),
+            doc_template=spec.get("doc_template"),  # None: the encoder kind's default
             batch_size=int(self.section("encoder").get("batch_size", 64)),
         )
         build_index(params, folder, device=self.section("encoder").get("device"))
@@ -248,12 +282,47 @@ class Components:
         if generator is not None and hasattr(generator, "close"):
             generator.close()
 
+    # -- the reader's prompt -------------------------------------------------------------------
+    def render(
+        self, question: str, image: str | None, passages: Sequence[RetrievedPassage]
+    ) -> ChatPrompt:
+        """The reader's prompt: the top `passages` of the result, fitted to the context."""
+        settings, template = self.reader_settings, self.template
+        evidence = list(passages[: settings.passages])
+        image = image if settings.images else None
+
+        def render(chosen: Sequence[Any]) -> ChatPrompt:
+            return template.render(question=question, passages=chosen, image=image)
+
+        counter, context = self._token_counter()
+        if counter is None or not evidence:
+            return render(evidence)
+        return fit_prompt(render, evidence, counter, context, settings.sampling.max_tokens)
+
+    def _token_counter(self) -> tuple[Any, int]:
+        if "_counter" not in self.__dict__:
+            spec = self.section("reader").get("generator") or {}
+            context = self.reader_settings.context or spec.get("max_model_len")
+            tokenizer = getattr(self.generator, "tokenizer", None)
+            counter = None
+            if context and callable(tokenizer):
+                layout = getattr(self.generator, "layout", "chat")
+                counter = chat_token_counter(tokenizer(), layout=layout)
+            self.__dict__["_counter"] = (counter, int(context or 0))
+        return self.__dict__["_counter"]
+
+    def evidence_count(self, prompt: ChatPrompt, passages: Sequence[RetrievedPassage]) -> int:
+        """How many of the top passages `prompt` was rendered with: `passages` of them, less
+        those the context fitting dropped (a last passage cut short still counts)."""
+        given = min(self.reader_settings.passages, len(passages))
+        dropped = prompt.truncated_passages
+        return given - dropped if dropped < given else min(given, 1)
+
     # -- identities (stage cache keys) --------------------------------------------------------
     def encoder_key(self) -> dict[str, Any]:
         """The encoder's identity (config hash, weights fingerprint), read without loading it."""
         if "_encoder_key" not in self.__dict__:
-            model = self.model_ref(self.section("encoder")["model"])
-            self.__dict__["_encoder_key"] = checkpoint_identity(model)
+            self.__dict__["_encoder_key"] = checkpoint_identity(self.encoder_model())
         return self.__dict__["_encoder_key"]
 
     def encoder_dtype(self) -> str:

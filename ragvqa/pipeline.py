@@ -40,6 +40,7 @@ from ragvqa.types import (
     Answer,
     ChatPrompt,
     Generation,
+    Passage,
     RetrievalResult,
     RetrievedPassage,
     VQAQuery,
@@ -59,9 +60,12 @@ def default_pipeline() -> Path:
 
 
 def check_query(query: VQAQuery) -> str | None:
-    """Why a query cannot be answered (None when it can): an empty question or a bad image."""
+    """Why a query cannot be answered (None when it can): an empty question or a bad image.
+    A query with neither an image file nor an image id is a text-only question."""
     if not query.question.strip():
         return "empty question"
+    if query.image_path is None and query.image_id is None:
+        return None
     return check_image(query.image_path)
 
 
@@ -84,8 +88,12 @@ class Pipeline(Components):
         *,
         components: Mapping[str, Any] | None = None,
     ) -> Pipeline:
-        """The pipeline of a YAML file (default: the shipped default) with `a.b=c` overrides."""
+        """The pipeline of a YAML file (default: the shipped default) with `a.b=c` overrides.
+        A name that is not a file but a shipped pipeline's ("real-text") loads that one."""
         file = Path(path) if path else default_pipeline()
+        shipped = resource_dir("pipelines") / f"{file}.yaml"
+        if not file.exists() and file.suffix != ".yaml" and shipped.is_file():
+            file = shipped
         config = load_config(file, tuple(overrides))
         return cls(config, file.resolve().parent, name=str(file), components=components)
 
@@ -102,8 +110,16 @@ class Pipeline(Components):
             RERANKERS.get(str(rerank.get("type")))
         if "generator" not in self.__dict__:
             GENERATORS.get(str((self.section("reader").get("generator") or {}).get("type")))
-        _ = self.template
-        for name, key in (("encoder", "model"), ("kb", "path"), ("index", "path")):
+        if self.retrieval_mode == "none" and "passages" in self.template.inputs:
+            raise UserError(
+                f"template {self.template.ref} needs passages, and retrieval.mode is none "
+                "(answer/no_retrieval@1 needs none)",
+                path=self.name or None,
+            )
+        needed = {"index": ("encoder", "kb", "index"), "oracle": ("kb",), "none": ()}
+        keys = {"encoder": "model", "kb": "path", "index": "path"}
+        for name in needed[self.retrieval_mode]:
+            key = keys[name]
             if not self.section(name).get(key):
                 raise UserError(
                     f"the pipeline's '{name}' section needs '{key}'", path=self.name or None
@@ -132,40 +148,57 @@ class Pipeline(Components):
         self,
         queries: Sequence[VQAQuery],
         *,
+        evidence: Mapping[str, Sequence[Passage]] | None = None,
         cache: StageCache | None = None,
         journal: Journal | None = None,
         timings: Timings | None = None,
         progress: bool = False,
     ) -> list[Answer]:
         """Answers to `queries`, in order, every stage batched; failed queries carry `error`."""
-        retrieved = self.retrieve_batch(queries, cache=cache, timings=timings, progress=progress)
+        retrieved = self.retrieve_batch(
+            queries, evidence=evidence, cache=cache, timings=timings, progress=progress
+        )
         return self.read_batch(retrieved, journal=journal, timings=timings, progress=progress)
 
     def retrieve_batch(
         self,
         queries: Sequence[VQAQuery],
         *,
+        evidence: Mapping[str, Sequence[Passage]] | None = None,
         cache: StageCache | None = None,
         timings: Timings | None = None,
         progress: bool = False,
     ) -> list[Answer]:
-        """The retrieval stages only (no reader is loaded): answers with `passages` set."""
+        """The retrieval stages only (no reader is loaded): answers with `passages` set.
+
+        `retrieval.mode` decides where passages come from: `index` (encode, search, rerank),
+        `none` (no passages), or `oracle`, which needs `evidence`: query id -> the passages to
+        read instead of retrieving (a benchmark's gold entity; given, it wins in any mode)."""
         ids = [q.query_id for q in queries]
         if len(set(ids)) != len(ids):
             raise UserError("query ids must be unique within a batch")
+        if self.retrieval_mode == "oracle" and evidence is None:
+            raise UserError(
+                "retrieval.mode oracle reads the gold entity's passages, which only a benchmark "
+                "knows: run it with `ragvqa bench`",
+                path=self.name or None,
+            )
         timings = {} if timings is None else timings
         failed = {q.query_id: r for q in queries if (r := check_query(q)) is not None}
         valid = [q for q in queries if q.query_id not in failed]
         results: dict[str, RetrievalResult] = {}
-        if valid:
+        if evidence is not None:
+            results = {q.query_id: _given(q.query_id, evidence.get(q.query_id, ())) for q in valid}
+        elif valid and self.retrieval_mode == "index":
             vectors, present, key = self._encode(valid, cache, timings)
             for q, ok in zip(valid, present, strict=True):
-                if not ok:
+                if not ok and q.image_path is not None:  # text-only queries have none
                     failed[q.query_id] = f"unreadable image: {q.image_path}"
             keep = [i for i, q in enumerate(valid) if q.query_id not in failed]
             valid = [valid[i] for i in keep]
             found, key = self._search(valid, vectors[keep], key, cache, timings)
-            results = {r.query_id: r for r in self._rerank(valid, found, key, cache, timings)}
+            ranked = self._rerank(valid, found, key, cache, timings, progress)
+            results = {r.query_id: r for r in ranked}
         share = {  # each question's share of the batched stages
             stage: t["seconds"] / max(len(queries), 1)
             for stage, t in timings.items()
@@ -236,44 +269,6 @@ class Pipeline(Components):
         if hasattr(reranker, "rerank_batch"):
             return reranker.rerank_batch(queries, results, self.top_k)
         return [reranker.rerank(q, r, self.top_k) for q, r in zip(queries, results, strict=True)]
-
-    def render(
-        self, question: str, image: str | None, passages: Sequence[RetrievedPassage]
-    ) -> ChatPrompt:
-        """The reader's prompt: the top `passages` of the result, fitted to the context."""
-        settings, template = self.reader_settings, self.template
-        evidence = list(passages[: settings.passages])
-        image = image if settings.images else None
-
-        def render(chosen: Sequence[Any]) -> ChatPrompt:
-            return template.render(question=question, passages=chosen, image=image)
-
-        counter, context = self._token_counter()
-        if counter is None or not evidence:
-            return render(evidence)
-        from ragvqa.generate.context import fit_prompt
-
-        return fit_prompt(render, evidence, counter, context, settings.sampling.max_tokens)
-
-    def _token_counter(self) -> tuple[Any, int]:
-        if "_counter" not in self.__dict__:
-            from ragvqa.generate.context import chat_token_counter
-
-            spec = self.section("reader").get("generator") or {}
-            context = self.reader_settings.context or spec.get("max_model_len")
-            tokenizer = getattr(self.generator, "tokenizer", None)
-            counter = None
-            if context and callable(tokenizer):
-                counter = chat_token_counter(tokenizer())
-            self.__dict__["_counter"] = (counter, int(context or 0))
-        return self.__dict__["_counter"]
-
-    def evidence_count(self, prompt: ChatPrompt, passages: Sequence[RetrievedPassage]) -> int:
-        """How many of the top passages `prompt` was rendered with: `passages` of them, less
-        those the context fitting dropped (a last passage cut short still counts)."""
-        given = min(self.reader_settings.passages, len(passages))
-        dropped = prompt.truncated_passages
-        return given - dropped if dropped < given else min(given, 1)
 
     def generate(self, prompts: Sequence[ChatPrompt]) -> list[Generation]:
         return self.generator.generate(list(prompts), self.reader_settings.sampling)
@@ -350,6 +345,7 @@ class Pipeline(Components):
         search_key: str,
         cache: StageCache | None,
         timings: Timings,
+        progress: bool,
     ) -> list[RetrievalResult]:
         if not self.config.get("rerank"):
             return results
@@ -359,7 +355,7 @@ class Pipeline(Components):
         hit = ranked is not None
         if ranked is None:
             ranked = []
-            with ProgressBar("reranking", len(queries), enabled=None) as bar:
+            with ProgressBar("reranking", len(queries), enabled=progress) as bar:
                 for i in range(0, len(queries), RERANK_STEP):
                     chunk = queries[i : i + RERANK_STEP]
                     ranked += self.rerank(chunk, results[i : i + RERANK_STEP])
@@ -368,6 +364,13 @@ class Pipeline(Components):
                 cache.save_results("rerank", key, ranked)
         _timed(timings, "rerank", hit, started)
         return ranked
+
+
+def _given(query_id: str, passages: Sequence[Passage]) -> RetrievalResult:
+    """Passages given instead of retrieved, in their order, each with score 1."""
+    return RetrievalResult(
+        query_id, tuple(RetrievedPassage(p, 1.0, i) for i, p in enumerate(passages))
+    )
 
 
 def _ids(passages: Sequence[RetrievedPassage]) -> list[str]:

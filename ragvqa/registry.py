@@ -65,6 +65,7 @@ BENCHMARKS = Registry(
     {
         "infoseek": "ragvqa.benchmarks.infoseek:InfoSeek",
         "evqa": "ragvqa.benchmarks.evqa:EncyclopedicVQA",
+        "wn-wiki": "ragvqa.benchmarks.wn_wiki:WnWiki",
     },
     group="ragvqa.benchmarks",
 )

@@ -375,6 +375,7 @@ def test_shipped_catalogue_has_every_named_entry_and_the_benchmark_names():
         "m2kr-evqa-passages": "hub", "oven-images": "manual", "inaturalist-2021": "manual",
         "gldv2-train": "manual", "ret-clip-vit-l-14": "hub", "ret-openclip-vit-h-14": "hub",
         "ret-openclip-vit-g-14": "hub", "qwen2.5-vl-7b-instruct": "hub",
+        "minilm-l6-v2": "pypi", "gemma-3-270m": "pypi", "wiki-vital-leads": "pypi",
     }  # fmt: skip
     kinds = {a.name: a.kind for a in catalogue.artefacts}
     assert {name: kinds.get(name) for name in expected} == expected
@@ -416,7 +417,7 @@ def test_benchmark_data_names_exist_and_match_the_benchmark_paths(benchmark):
         ({"sha265": "x"}, "artefact 'blob': unknown field 'sha265'; did you mean 'sha256'?"),
         ({"sha256": "ABC"}, "artefact 'blob': 'sha256' must be 64 lower-case hex digits or null"),
         ({"dest": "../up"}, "artefact 'blob': dest must be a relative path under the data root"),
-        ({"kind": "ftp"}, "artefact 'blob': kind must be one of url, hub, manual, not 'ftp'"),
+        ({"kind": "ftp"}, "artefact 'blob': kind must be one of url, hub, manual, pypi, not 'ftp'"),
         ({"instructions": "by hand"}, "artefact 'blob': 'instructions' is only for manual"),
     ],
 )

@@ -16,8 +16,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image
 
+from ragvqa.errors import UserError
 from ragvqa.fixtures.models import tiny_llava
-from ragvqa.generate.base import GenerationError, Sampling, openai_messages
+from ragvqa.generate.base import (
+    GenerationError,
+    Sampling,
+    check_layout,
+    openai_messages,
+    plain_text,
+)
 from ragvqa.generate.context import chat_token_counter, fit_prompt
 from ragvqa.prompts import PromptLibrary
 from ragvqa.types import Passage, RetrievedPassage
@@ -244,3 +251,53 @@ def test_fit_prompt_drops_lowest_ranked_passages_then_cuts(llama):
     assert cut.truncated_passages == 4 and count(cut) <= one - 10
     with pytest.raises(Exception, match="without evidence"):
         fit_prompt(render, passages, count, context=40, max_tokens=32)
+
+
+def test_the_plain_layout_counts_the_text_with_its_special_tokens(llama):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(llama)
+    prompt = LIBRARY.get("answer/name_plain@1").render(question="French physicist")
+    text = "Description: French physicist\nName of the thing described:"
+    assert plain_text(prompt) == text
+    count = chat_token_counter(tokenizer, layout="plain")
+    assert count(prompt) == len(tokenizer(text)["input_ids"])  # BOS included
+    assert count(prompt) != chat_token_counter(tokenizer)(prompt)  # no chat template around it
+
+
+def test_plain_layout_sends_the_text_as_it_is_on_every_backend(vllm_server, vllm_engine, llama):
+    """A base model's layout: the prompt's text with the tokenizer's own special tokens (BOS),
+    no chat template; in-process vLLM, the HTTP /completions endpoint and transformers agree
+    on the prompt, and both vLLM paths on the text."""
+    import copy
+
+    from ragvqa.generate.hf_backend import TransformersGenerator
+    from ragvqa.generate.openai_backend import OpenAIGenerator
+
+    template = LIBRARY.get("answer/name_plain@1")
+    evidence = [RetrievedPassage(Passage("p", "Henri Becquerel was a French physicist."), 1, 0)]
+    prompts = [template.render(question=q, passages=evidence) for q in QUESTIONS]
+    assert plain_text(prompts[0]) == (
+        "Passage: Henri Becquerel was a French physicist.\n\n"
+        "Description: when was this church consecrated?\nName of the thing described:"
+    )
+    sampling = Sampling(max_tokens=6)
+    plain = copy.copy(vllm_engine)  # the session's engine, read in the plain layout
+    plain.layout = "plain"
+    local = plain.generate(prompts, sampling)
+    tokenizer = vllm_engine.tokenizer()
+    ids = [tokenizer(plain_text(p))["input_ids"] for p in prompts]
+    assert [g.prompt_tokens for g in local] == [len(i) for i in ids]
+    assert ids[0][0] == tokenizer.bos_token_id
+    remote = OpenAIGenerator(vllm_server, str(llama), layout="plain").generate(prompts, sampling)
+    assert [g.text for g in remote] == [g.text for g in local]
+    hf = TransformersGenerator(str(llama), layout="plain").generate(prompts[:1], sampling)
+    assert hf[0].prompt_tokens == len(ids[0]) and hf[0].completion_tokens == 6
+
+
+def test_plain_layout_refuses_images_and_unknown_layouts():
+    prompt = BASELINE.render(question="Which city?", image="q.jpg")
+    with pytest.raises(UserError, match="a plain-layout reader reads no images"):
+        plain_text(prompt)
+    with pytest.raises(UserError, match="unknown reader layout 'chatml'"):
+        check_layout("chatml")

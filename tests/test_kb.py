@@ -269,3 +269,54 @@ def test_cli_bad_inputs(tmp_path):
     assert result.exit_code == 2 and "kb.json is not a ragvqa KB manifest" in result.stderr
     result = runner.invoke(app, ["kb", "info", str(tmp_path / "nothing")])
     assert result.exit_code == 2 and "not a KB folder" in result.stderr
+
+
+WIKI_LEADS = {
+    "Eiffel Tower": {"title": "Eiffel Tower", "extract": "The Eiffel Tower is a tower in Paris."},
+    "Mona Lisa": {
+        "title": "Mona Lisa",
+        "extract": "The Mona Lisa is a portrait. It hangs in Paris.",
+    },
+    "Empty": {"title": "Empty", "extract": "  "},
+    "Broken": ["not", "an", "object"],
+}
+
+
+def test_wiki_leads_one_passage_per_title(tmp_path):
+    path = tmp_path / "summaries_en-us.json"
+    path.write_text(json.dumps(WIKI_LEADS), encoding="utf-8")
+    manifest = build_kb(BuildParams("wiki-leads", str(path)), tmp_path / "kb", progress=False)
+    assert (manifest["pages"], manifest["passages"], manifest["skipped_entries"]) == (2, 2, 2)
+    assert manifest["images"] == 0
+    first, second = KBStore(tmp_path / "kb").passages([0, 1])
+    assert (first.passage_id, first.title, first.page_id, first.entity_id) == (
+        "Eiffel Tower#0",
+        "Eiffel Tower",
+        "Eiffel Tower",
+        "Eiffel Tower",
+    )
+    assert second.text == "The Mona Lisa is a portrait. It hangs in Paris."  # the whole lead
+    assert (second.section_title, second.image_paths, display_title(second)) == (
+        "",
+        (),
+        "Mona Lisa",
+    )
+    windowed = build_kb(
+        BuildParams("wiki-leads", str(path), chunking="tokens", max_tokens=6),
+        tmp_path / "kb6",
+        progress=False,
+    )
+    assert windowed["passages"] == 4  # leads longer than the window are split (2 + 2)
+
+
+def test_cli_builds_wiki_leads(tmp_path):
+    path = tmp_path / "summaries_en-us.json"
+    path.write_text(json.dumps(WIKI_LEADS), encoding="utf-8")
+    args = ["kb", "build", "--format", "wiki-leads", "--input", str(path)]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "kb"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "2 pages -> 2 passages, 2 entries skipped" in result.stderr
+    path.write_text("[1]")
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "kb2"), "--no-progress"])
+    assert result.exit_code == 2
+    assert "not a wiki-leads JSON object" in result.stderr

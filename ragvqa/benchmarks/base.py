@@ -59,11 +59,25 @@ class Benchmark(ABC):
 
     def defaults(self, root: str | None = None) -> dict[str, Any]:
         """benchmark.yaml with ${RAGVQA_DATA} replaced by `root` (default: the environment
-        variable); a path under an unset data root is left out."""
+        variable); a path under an unset data root is left out. A relative file path (a role's
+        or an image root's, without `${`) is relative to benchmark.yaml's folder (a file
+        shipped with the benchmark)."""
         path = self.folder() / "benchmark.yaml"
         if not path.is_file():
             return {}
         root = root if root is not None else os.environ.get("RAGVQA_DATA")
+
+        def local(value: Any) -> Any:
+            if isinstance(value, str) and value and "${" not in value:
+                return str(path.parent / value) if not Path(value).is_absolute() else value
+            return value
+
+        raw = read_yaml(path)
+        for key in self.roles:
+            if key in raw:
+                raw[key] = local(raw[key])
+        if isinstance(raw.get("images"), dict):
+            raw["images"] = {k: local(v) for k, v in raw["images"].items()}
 
         def expand(value: Any) -> Any:
             if isinstance(value, dict):
@@ -73,7 +87,7 @@ class Benchmark(ABC):
                 return value.replace(DATA_VAR, root) if root else None
             return value
 
-        return expand(read_yaml(path))
+        return expand(raw)
 
     def catalogue_names(self) -> dict[str, str]:
         """File role (questions, images.oven, ...) -> the data-catalogue entry providing it."""

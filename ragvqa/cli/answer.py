@@ -77,7 +77,9 @@ def _panel(record: dict[str, Any], show_prompt: bool, notice: str | None) -> Non
 
 
 def answer_command(
-    image: Path = typer.Option(..., "--image", help="The question's image."),
+    image: Path | None = typer.Option(
+        None, "--image", help="The question's image (none: a text-only question)."
+    ),
     question: str = typer.Option(..., "--question", help="The question."),
     pipeline: Path | None = typer.Option(
         None, "--pipeline", help="Pipeline YAML (default: the shipped default.yaml)."
@@ -95,7 +97,7 @@ def answer_command(
         from ragvqa.pipeline import Pipeline  # the stages' code: not loaded for --help
 
         text = validate_question(question)
-        path = validate_image(image)
+        path = validate_image(image) if image is not None else None
         sets = list(overrides) + ([f"retrieval.top_k={top_k}"] if top_k else [])
         with Pipeline.load(pipeline, sets) as pipe:
             if prompt:

@@ -63,8 +63,10 @@ def bench_spec(
     default_roots = defaults.get("images") or {}
     roots = {k: v for k, v in default_roots.items() if Path(v).exists()}
     if images is not None:
+        if not benchmark.image_root:
+            raise UserError(f"benchmark {benchmark.name!r} has no images (--images)")
         roots[benchmark.image_root] = str(images)
-    if not roots:
+    if not roots and benchmark.image_root:  # a text benchmark needs none
         if default_roots:
             role, folder = next(iter(default_roots.items()))
             raise UserError(
@@ -131,8 +133,8 @@ def summary(benchmark: Benchmark, metrics: dict, out: Path) -> None:
     table.add_column("value", justify="right")
     for key in benchmark.headline if metrics.get("official") else ():
         table.add_row(key.removesuffix(".score"), str(_dotted(metrics["official"], key)))
-    recall = metrics["retrieval"]["entity_recall"]
-    for k in (1, 5, 10):
+    recall = (metrics.get("retrieval") or {}).get("entity_recall")
+    for k in (1, 5, 10) if recall else ():
         table.add_row(f"entity recall@{k}", f"{recall[f'recall@{k}']:.1f}")
     counts = metrics["counts"]
     table.add_row("answered / failed", f"{counts['answered']} / {counts['failed']}")

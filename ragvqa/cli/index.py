@@ -14,7 +14,12 @@ app = typer.Typer(help="Build, inspect and verify passage indexes.", no_args_is_
 @app.command("build")
 def build(
     kb: Path = typer.Option(..., "--kb", help="A KB folder (ragvqa kb build)."),
-    encoder: str = typer.Option(..., "--encoder", help="Retriever checkpoint: folder or hub id."),
+    encoder: str = typer.Option(
+        ...,
+        "--encoder",
+        help="Encoder: a ReT checkpoint (folder or hub id) or a sentence-transformers folder "
+        "(a text encoder: has modules.json).",
+    ),
     out: Path = typer.Option(..., "--out", help="Index folder to create (or resume)."),
     kind: str = typer.Option("flat", "--type", help="flat | ivfpq | hnsw"),
     nlist: int = typer.Option(0, "--nlist", help="ivfpq inverted lists (0: 4 sqrt(N))."),
@@ -29,10 +34,11 @@ def build(
     ),
     hnsw_m: int = typer.Option(32, "--hnsw-m", help="hnsw neighbours per node."),
     ef_search: int = typer.Option(128, "--ef-search", help="hnsw search breadth."),
-    doc_template: str = typer.Option(
-        "{display_title}\n{text}",
+    doc_template: str | None = typer.Option(
+        None,
         "--doc-template",
-        help="Document text: display_title, title, section, text.",
+        help="Document text: display_title, title, section, text (default: "
+        "'{display_title}\\n{text}' for ReT, '{display_title}. {text}' for text encoders).",
     ),
     batch_size: int = typer.Option(64, "--batch-size", help="Documents per encoder batch."),
     rows_per_shard: int = typer.Option(8192, "--rows-per-shard", help="Rows per embedding shard."),

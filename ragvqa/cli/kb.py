@@ -13,7 +13,7 @@ app = typer.Typer(help="Build and inspect knowledge bases.", no_args_is_help=Tru
 
 @app.command("build")
 def build(
-    fmt: str = typer.Option(..., "--format", help="evqa | wiki6m | ret-m2kr | m2kr"),
+    fmt: str = typer.Option(..., "--format", help="evqa | wiki6m | ret-m2kr | m2kr | wiki-leads"),
     input: str = typer.Option(
         ..., "--input", help="KB file (.json, .zip, .jsonl[.gz]); m2kr: hub id or folder."
     ),

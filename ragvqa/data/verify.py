@@ -2,7 +2,10 @@
 
 `check_artefact` reports a catalogue entry's status and, for a present file, its sha256 (where
 the catalogue has one), its size (where the catalogue size is exact) and its record count
-(JSONL lines, CSV rows), next to the expected count where the catalogue has one.
+(JSONL lines, CSV rows, the keys or items of a JSON file whose count the catalogue pins), next
+to the expected count where the catalogue has one. For a pypi folder: the files the catalogue pins
+(`files_sha256`), the folder's total size where it is exact, and for a built folder its
+`ragvqa-build.json` (the source checksums it records must be the catalogue's).
 `missing_images` counts the questions of a benchmark file whose image is not on disk (the
 benchmark's plug-in knows where its images are).
 """
@@ -10,6 +13,7 @@ benchmark's plug-in knows where its images are).
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,8 @@ def check_artefact(artefact: Artefact, root: str | Path) -> dict[str, Any]:
         "path": str(path),
         "ok": True,
     }
+    if report["status"] == PRESENT and artefact.kind == "pypi" and path.is_dir():
+        _check_folder(artefact, path, report)
     if report["status"] != PRESENT or not path.is_file():
         return report
     report["bytes"] = path.stat().st_size
@@ -41,7 +47,7 @@ def check_artefact(artefact: Artefact, root: str | Path) -> dict[str, Any]:
     if artefact.size is not None and artefact.size_exact:
         report["size"] = "ok" if report["bytes"] == artefact.size else "mismatch"
         report["ok"] &= report["size"] == "ok"
-    if path.suffix in (".jsonl", ".csv"):
+    if path.suffix in (".jsonl", ".csv") or (path.suffix == ".json" and artefact.records):
         report["records"] = count_records(path)
         if artefact.records is not None:
             report["records_expected"] = artefact.records
@@ -49,8 +55,56 @@ def check_artefact(artefact: Artefact, root: str | Path) -> dict[str, Any]:
     return report
 
 
+def _check_folder(artefact: Artefact, folder: Path, report: dict[str, Any]) -> None:
+    """`files_sha256`, the exact total size and the build record of a pypi folder."""
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    report["bytes"] = sum(p.stat().st_size for p in files)
+    report["files"] = len(files)
+    if artefact.files_sha256:
+        bad = [
+            relative
+            for relative, expected in artefact.files_sha256
+            if not (folder / relative).is_file() or sha256_file(folder / relative) != expected
+        ]
+        report["files_sha256"] = "ok" if not bad else "mismatch"
+        report["files_checked"] = len(artefact.files_sha256)
+        if bad:
+            report["files_bad"] = bad
+        report["ok"] &= not bad
+    if artefact.size is not None and artefact.size_exact:
+        report["size"] = "ok" if report["bytes"] == artefact.size else "mismatch"
+        report["ok"] &= report["size"] == "ok"
+    if artefact.build:
+        report["build"] = _check_build(artefact, folder)
+        report["ok"] &= report["build"] == "ok"
+
+
+def _check_build(artefact: Artefact, folder: Path) -> str:
+    """'ok' when the folder's build record names the catalogue's wheels and source checksum."""
+    from ragvqa.data.gguf import read_record
+
+    record = read_record(folder)
+    if record is None:
+        return "missing"
+    assert artefact.wheel is not None
+    pinned = [(w.package, w.wheel_sha256) for w in (artefact.wheel, *artefact.parts)]
+    recorded = [(w.get("package"), w.get("wheel_sha256")) for w in record.get("wheels", [])]
+    source = (record.get("gguf") or {}).get("sha256")
+    if recorded != pinned or (artefact.sha256 and source != artefact.sha256):
+        return "mismatch"
+    return "ok"
+
+
 def count_records(path: Path) -> int:
-    """Non-blank lines of a JSONL file; data rows (after the header) of a CSV file."""
+    """Non-blank lines of a JSONL file; data rows (after the header) of a CSV file; top-level
+    keys (an object) or items (an array) of a JSON file."""
+    if path.suffix == ".json":
+        try:
+            with path.open(encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"unreadable JSON ({exc})", path=str(path)) from None
+        return len(data) if isinstance(data, dict | list) else 0
     if path.suffix == ".csv":
         csv.field_size_limit(1 << 30)
         with path.open(encoding="utf-8", newline="") as fh:

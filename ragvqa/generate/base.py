@@ -86,3 +86,23 @@ def openai_messages(prompt: ChatPrompt) -> list[dict[str, Any]]:
                 content.append({"type": "text", "text": part.text})
         messages.append({"role": message.role, "content": content})
     return messages
+
+
+LAYOUTS = ("chat", "plain")
+
+
+def check_layout(layout: str) -> str:
+    """`chat` (the model's chat template) or `plain` (the prompt's text as it is: base models,
+    which have no chat template and read a continuation prompt)."""
+    if layout not in LAYOUTS:
+        raise UserError(f"unknown reader layout {layout!r} (chat or plain)")
+    return layout
+
+
+def plain_text(prompt: ChatPrompt) -> str:
+    """A prompt as one continuation text for a base model: the messages' texts in order,
+    separated by a blank line. A plain layout has no place for an image part."""
+    if prompt.images():
+        raise UserError(f"template {prompt.template}: a plain-layout reader reads no images")
+    texts = [m.text.strip("\n") for m in prompt.messages]
+    return "\n\n".join(t for t in texts if t)

@@ -13,17 +13,22 @@ from dataclasses import replace
 from typing import Any
 
 from ragvqa.errors import UserError
+from ragvqa.generate.base import plain_text
 from ragvqa.types import ChatPrompt, RetrievedPassage
 
 ImageTokens = 576  # a typical LLaVA-style image cost; backends may count images exactly
 
 
 def chat_token_counter(
-    tokenizer: Any, image_tokens: int = ImageTokens
+    tokenizer: Any, image_tokens: int = ImageTokens, *, layout: str = "chat"
 ) -> Callable[[ChatPrompt], int]:
-    """Counts a prompt's tokens with the tokenizer's chat template (images at a fixed cost)."""
+    """Counts a prompt's tokens as the reader will see them: through the tokenizer's chat
+    template (images at a fixed cost), or for the plain layout the text as it is with the
+    tokenizer's own special tokens."""
 
     def count(prompt: ChatPrompt) -> int:
+        if layout == "plain":
+            return len(tokenizer(plain_text(prompt))["input_ids"])
         messages = [{"role": m.role, "content": m.text} for m in prompt.messages]
         text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]

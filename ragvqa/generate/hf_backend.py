@@ -2,7 +2,8 @@
 
 Loads an image-text-to-text model with its processor (e.g. LLaVA) or a text-only causal LM with
 its tokenizer, formats each prompt with the model's chat template (images as PIL images in the
-messages), and decodes greedily unless told otherwise. Safetensors only, no remote code.
+messages) or, with `layout="plain"`, as one continuation text (base models), and decodes greedily
+unless told otherwise. Safetensors only, no remote code.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 from typing import Any
 
 from ragvqa.errors import UserError
-from ragvqa.generate.base import Sampling
+from ragvqa.generate.base import Sampling, check_layout, plain_text
 from ragvqa.types import ChatPrompt, Generation, ImagePart
 
 
@@ -20,7 +21,9 @@ class TransformersGenerator:
 
     backend = "transformers"
 
-    def __init__(self, model: str, *, device: str | None = None, dtype: Any = None):
+    def __init__(
+        self, model: str, *, device: str | None = None, dtype: Any = None, layout: str = "chat"
+    ):
         import torch
         from transformers import (
             AutoModelForCausalLM,
@@ -30,6 +33,7 @@ class TransformersGenerator:
         )
 
         self.model_name = self.model = model
+        self.layout = check_layout(layout)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         kwargs = {"use_safetensors": True, "trust_remote_code": False}
         if dtype is not None:
@@ -72,13 +76,16 @@ class TransformersGenerator:
         out = []
         for prompt in prompts:
             started = time.perf_counter()
-            inputs = self.processor.apply_chat_template(
-                self._messages(prompt),
-                add_generation_prompt=True,
-                tokenize=True,
-                return_dict=True,
-                return_tensors="pt",
-            ).to(self.device)
+            if self.layout == "plain":  # the tokenizer adds what the model expects (BOS)
+                inputs = self.processor(plain_text(prompt), return_tensors="pt").to(self.device)
+            else:
+                inputs = self.processor.apply_chat_template(
+                    self._messages(prompt),
+                    add_generation_prompt=True,
+                    tokenize=True,
+                    return_dict=True,
+                    return_tensors="pt",
+                ).to(self.device)
             length = inputs["input_ids"].shape[1]
             torch.manual_seed(sampling.seed)
             with torch.inference_mode():

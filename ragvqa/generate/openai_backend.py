@@ -15,7 +15,13 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ragvqa.generate.base import GenerationError, Sampling, openai_messages
+from ragvqa.generate.base import (
+    GenerationError,
+    Sampling,
+    check_layout,
+    openai_messages,
+    plain_text,
+)
 from ragvqa.types import ChatPrompt, Generation
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -26,7 +32,8 @@ class RequestFailed(Exception):
 
 
 class OpenAIGenerator:
-    """Chat completions over HTTP."""
+    """Chat completions over HTTP; `layout="plain"` sends the prompt's text to `/completions`
+    instead (base models without a chat template)."""
 
     backend = "openai"
 
@@ -40,14 +47,17 @@ class OpenAIGenerator:
         timeout: float = 120.0,
         retries: int = 4,
         backoff: float = 0.5,
+        layout: str = "chat",
     ):
         self.base_url = base_url.rstrip("/")
+        self.layout = check_layout(layout)
         self.model, self.api_key = model, api_key
         self.concurrency, self.timeout = concurrency, timeout
         self.retries, self.backoff = retries, backoff
 
     def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        url = f"{self.base_url}/chat/completions"
+        endpoint = "completions" if self.layout == "plain" else "chat/completions"
+        url = f"{self.base_url}/{endpoint}"
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -70,9 +80,12 @@ class OpenAIGenerator:
         raise RequestFailed(f"{url}: {last}")
 
     def _one(self, prompt: ChatPrompt, sampling: Sampling) -> Generation:
-        payload = {
-            "model": self.model,
-            "messages": openai_messages(prompt),
+        payload: dict[str, Any] = {"model": self.model}
+        if self.layout == "plain":
+            payload["prompt"] = plain_text(prompt)
+        else:
+            payload["messages"] = openai_messages(prompt)
+        payload |= {
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
             "max_tokens": sampling.max_tokens,
@@ -84,7 +97,9 @@ class OpenAIGenerator:
         answer = self._post(payload)
         try:
             choice, usage = answer["choices"][0], answer.get("usage") or {}
-            text = choice["message"]["content"] or ""
+            text = (
+                choice["text"] if self.layout == "plain" else choice["message"]["content"]
+            ) or ""
         except (KeyError, IndexError, TypeError):
             raise RequestFailed(f"unexpected answer: {str(answer)[:200]}") from None
         return Generation(

@@ -13,16 +13,18 @@ import time
 from typing import Any
 
 from ragvqa.errors import UserError
-from ragvqa.generate.base import Sampling, openai_messages
+from ragvqa.generate.base import Sampling, check_layout, openai_messages, plain_text
 from ragvqa.types import ChatPrompt, Generation
 
 
 class VLLMGenerator:
-    """A vLLM engine in this process."""
+    """A vLLM engine in this process. `layout="plain"` sends each prompt's text as it is
+    (`LLM.generate`) for base models without a chat template; "chat" (default) uses
+    `LLM.chat` and the model's chat template."""
 
     backend = "vllm"
 
-    def __init__(self, model: str, **engine_args: Any):
+    def __init__(self, model: str, *, layout: str = "chat", **engine_args: Any):
         # vLLM logs to stdout by default; ragvqa keeps stdout for data (`answer --json`), so
         # its logs (and its engine process's, which inherits the variables) go to stderr, and
         # only warnings unless the user asks for more (VLLM_LOGGING_LEVEL=INFO)
@@ -32,7 +34,7 @@ class VLLMGenerator:
             from vllm import LLM
         except ImportError:
             raise UserError("vLLM is not installed: pip install 'ragvqa[gpu]' (or [cpu])") from None
-        self.model = model
+        self.model, self.layout = model, check_layout(layout)
         engine_args.setdefault("trust_remote_code", False)
         try:
             self.llm = LLM(model=model, **engine_args)
@@ -62,7 +64,11 @@ class VLLMGenerator:
             stop=list(sampling.stop) or None,
         )
         started = time.perf_counter()
-        outputs = self.llm.chat([openai_messages(p) for p in prompts], params, use_tqdm=False)
+        if self.layout == "plain":
+            texts = [plain_text(p) for p in prompts]
+            outputs = self.llm.generate(texts, params, use_tqdm=False)
+        else:
+            outputs = self.llm.chat([openai_messages(p) for p in prompts], params, use_tqdm=False)
         seconds = (time.perf_counter() - started) / len(prompts)
         return [
             Generation(

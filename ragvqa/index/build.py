@@ -2,11 +2,11 @@
 
 Step 1 encodes rows shard by shard (progress with ETA); finished shards survive a kill and are
 not recomputed. Step 2 builds the index from the shards: one vector per document for
-single-vector encoders (ReT-2), every token vector for multi-vector ones (ReT v1), and merges
-the shards into one fp16 array, `vectors.f16.npy` [passages, vectors, dim]; once the manifest
-is written the shards are removed, so the vectors are stored once. Search reads that array
-memory-mapped (exact MaxSim for multi-vector documents, exact rescoring of an `ivfpq` index's
-candidates when `refine` is set), and building again in the same folder with other faiss
+single-vector encoders (ReT-2, text encoders), every token vector for multi-vector ones (ReT
+v1), and merges the shards into one fp16 array, `vectors.f16.npy` [passages, vectors, dim]; once the
+manifest is written the shards are removed, so the vectors are stored once. Search reads that
+array memory-mapped (exact MaxSim for multi-vector documents, exact rescoring of an `ivfpq`
+index's candidates when `refine` is set), and building again in the same folder with other faiss
 settings starts from it without encoding anything.
 """
 
@@ -24,14 +24,14 @@ import numpy as np
 from ragvqa import __version__
 from ragvqa.errors import UserError
 from ragvqa.index import faiss_index as fx
-from ragvqa.index.documents import DEFAULT_TEMPLATE, document_text
+from ragvqa.index.documents import document_text
 from ragvqa.index.manifest import BUILD, FORMAT, MANIFEST, checkpoint_identity
 from ragvqa.index.ray_engine import encode_with_ray
 from ragvqa.index.shards import iter_shards, missing_shards, shard_ranges, write_shard
 from ragvqa.io import atomic_path, sha256_file, write_json
 from ragvqa.kb.store import KBStore
-from ragvqa.models.checkpoint import parse_dtype, read_retriever_config
-from ragvqa.models.encode import RetEncoder
+from ragvqa.models.checkpoint import parse_dtype
+from ragvqa.models.encoders import encoder_spec, load_encoder
 from ragvqa.progress import ProgressBar
 
 FAISS_FILE = "faiss.index"
@@ -45,7 +45,7 @@ class IndexParams:
     kb: str
     encoder: str
     faiss: fx.FaissParams = fx.FaissParams()
-    doc_template: str = DEFAULT_TEMPLATE
+    doc_template: str | None = None  # None: the encoder kind's own (EncoderSpec.doc_template)
     rows_per_shard: int = 8192
     batch_size: int = 64
     engine: str = "local"
@@ -199,10 +199,12 @@ def build_index(
     kb = KBStore(params.kb)
     if len(kb) == 0:
         raise UserError("the KB has no passages", path=params.kb)
-    # identity and output shape come from the checkpoint's config; the weights are loaded
-    # only when something is to be encoded (a rebuild from stored vectors needs none)
+    # identity and output shape come from the encoder's config files (ReT or text); the
+    # weights are loaded only when something is to be encoded (a rebuild from stored vectors
+    # needs none)
     identity = checkpoint_identity(params.encoder)
-    head = read_retriever_config(params.encoder)[1].head("document")
+    spec = encoder_spec(params.encoder)
+    params = replace(params, doc_template=params.doc_template or spec.doc_template)
     state = {
         "kb_fingerprint": kb.fingerprint,
         "encoder": identity,
@@ -213,11 +215,11 @@ def build_index(
         state["dtype"] = str(parse_dtype(params.dtype)).removeprefix("torch.")
     _check_build_state(out, state)
     started = time.time()
-    n_vec, dim = head.output_vectors, head.output_dim
+    n_vec, dim = spec.output_vectors, spec.output_dim
     earlier = finished_vectors(out, (len(kb), n_vec, dim))
     if earlier is None:
         # with Ray, the actors encode; the model loaded here checks the checkpoint first
-        encoder = RetEncoder.from_pretrained(
+        encoder = load_encoder(
             params.encoder,
             device="cpu" if params.engine == "ray" else device,
             dtype=parse_dtype(params.dtype),
@@ -252,8 +254,8 @@ def build_index(
         "encoder": identity,
         "doc_template": params.doc_template,
         "encoder_dtype": dtype,
-        "vectors_per_document": head.output_vectors,
-        "dim": head.output_dim,
+        "vectors_per_document": n_vec,
+        "dim": dim,
         "documents": len(kb),
         "index_vectors": count,
         "kb": {"path": str(params.kb), "fingerprint": kb.fingerprint, "passages": len(kb)},

@@ -10,6 +10,8 @@ from ragvqa.errors import UserError
 from ragvqa.kb.chunking import display_title
 from ragvqa.types import Passage
 
+# ReT's; text encoders read "{display_title}. {text}" (ragvqa.models.encoders.DOC_TEMPLATES,
+# the default an index build picks by encoder kind)
 DEFAULT_TEMPLATE = "{display_title}\n{text}"
 
 

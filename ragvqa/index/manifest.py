@@ -1,22 +1,22 @@
 """The index manifest: what an index was built from, so a mismatch is refused, not searched.
 
-`index.json` records the encoder (source, config hash, weights fingerprint), the document text
-template, vector shape and count, the KB (path, fingerprint, passages), the faiss parameters,
-and the size and sha256 of every file. Loading checks the cheap things (sizes, counts, KB
-fingerprint, encoder identity); `ragvqa index verify` also re-hashes every file.
+`index.json` records the encoder (source, preset: a ReT preset or "text", config hash, weights
+fingerprint), the document text template, vector shape and count, the KB (path, fingerprint,
+passages), the faiss parameters, and the size and sha256 of every file. Loading checks the cheap
+things (sizes, counts, KB fingerprint, encoder identity); `ragvqa index verify` also re-hashes
+every file.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from ragvqa.errors import UserError
 from ragvqa.io import sha256_file
-from ragvqa.models.checkpoint import read_retriever_config
+from ragvqa.models import encoders
+from ragvqa.models.encoders import identity
 
 MANIFEST = "index.json"
 BUILD = "build.json"
@@ -24,29 +24,20 @@ FORMAT = 1
 
 
 def encoder_identity(model: Any) -> dict[str, str]:
-    """Who encoded the documents: config hash plus a cheap fingerprint of the weights files."""
-    config = json.dumps(model.config.to_dict(), sort_keys=True, default=str)
-    weights = hashlib.sha256()
-    for path in sorted(Path(model.source).glob("*.safetensors")):
-        size = path.stat().st_size
-        with path.open("rb") as fh:
-            head = fh.read(1 << 20)
-            fh.seek(max(0, size - (1 << 20)))
-            tail = fh.read()
-        weights.update(f"{path.name}:{size}:".encode() + head + tail)
-    return {
-        "source": str(getattr(model, "source", "")),
-        "preset": model.config.preset,
-        "config_hash": hashlib.sha256(config.encode()).hexdigest()[:16],
-        "weights_fingerprint": weights.hexdigest()[:16],
-    }
+    """Who encoded the documents: config hash plus a cheap fingerprint of the weights files,
+    for a loaded ReT model or a `TextEncoder` (`checkpoint_identity` reads the same from the
+    folder)."""
+    source = str(getattr(model, "source", ""))
+    if getattr(model, "kind", None) == encoders.TEXT:
+        return encoders.text_identity(Path(source))
+    return identity(source, model.config.preset, model.config.to_dict(), Path(source))
 
 
 def checkpoint_identity(path_or_hub_id: str | Path) -> dict[str, str]:
-    """`encoder_identity` of a checkpoint read without loading its weights (the same value),
-    so a run whose encoding is cached never loads the encoder."""
-    folder, config = read_retriever_config(path_or_hub_id)
-    return encoder_identity(SimpleNamespace(config=config, source=str(folder)))
+    """The identity of an encoder folder (ReT or text) read without loading its weights (for
+    ReT, the value `encoder_identity` gives the loaded model), so a run whose encoding is
+    cached never loads the encoder."""
+    return encoders.checkpoint_identity(path_or_hub_id)
 
 
 def same_encoder(a: dict[str, str], b: dict[str, str]) -> bool:

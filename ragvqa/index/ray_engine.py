@@ -1,9 +1,9 @@
 """Document encoding as a Ray Data job, for KBs too large for one machine's GPUs.
 
-Each task is one embedding shard (a row range of the KB); an actor pool holds one encoder per
-actor (one GPU each when the cluster has GPUs) and writes finished shards straight into the
-index folder with the same code as the in-process path, so the files are the same and a killed
-job resumes the same way (finished shards are skipped). On a cluster, the KB and the index
+Each task is one embedding shard (a row range of the KB); an actor pool holds one encoder (ReT
+or text) per actor (one GPU each when the cluster has GPUs) and writes finished shards straight
+into the index folder with the same code as the in-process path, so the files are the same and
+a killed job resumes the same way (finished shards are skipped). On a cluster, the KB and the index
 folder must be on storage every node sees (NFS, a mounted bucket). Ray is imported only here.
 """
 
@@ -18,7 +18,7 @@ from ragvqa.index.documents import document_text
 from ragvqa.index.shards import write_shard
 from ragvqa.kb.store import KBStore
 from ragvqa.models.checkpoint import parse_dtype
-from ragvqa.models.encode import RetEncoder
+from ragvqa.models.encoders import load_encoder
 
 
 class _ShardEncoder:
@@ -37,7 +37,7 @@ class _ShardEncoder:
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.kb = KBStore(kb)
-        self.encoder = RetEncoder.from_pretrained(
+        self.encoder = load_encoder(  # a ReT or a text encoder, as in-process
             encoder, device=device, dtype=parse_dtype(dtype), batch_size=batch_size, progress=False
         )
         self.out, self.template = Path(out), template

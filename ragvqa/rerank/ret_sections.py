@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from ragvqa.errors import UserError
 from ragvqa.index.documents import DEFAULT_TEMPLATE, document_text
 from ragvqa.rerank.fusion import reorder
 from ragvqa.types import RetrievalResult, RetrievedPassage, VQAQuery
@@ -30,6 +31,11 @@ class RetSectionReranker:
         top_entities: int = 5,
         doc_template: str = DEFAULT_TEMPLATE,
     ):
+        if getattr(encoder, "kind", "ret") != "ret":
+            raise UserError(
+                "rerank type ret_sections needs a ReT encoder (late interaction over image and "
+                f"text); this pipeline's encoder is a {encoder.kind} encoder"
+            )
         self.encoder, self.kb = encoder, kb
         self.alpha, self.top_entities, self.doc_template = alpha, top_entities, doc_template
 

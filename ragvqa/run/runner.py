@@ -103,12 +103,20 @@ class BenchRunner:
         p, work = self.pipeline, self.out / records.WORK
         cache, timings, progress = self.cache, self.timings, self.progress
         baselines: dict[str, list[Answer]] = {}
+        gold = self._gold(examples) if p.retrieval_mode == "oracle" else None
         if self.retrieval_only:
-            answers = p.retrieve_batch(queries, cache=cache, timings=timings, progress=progress)
+            answers = p.retrieve_batch(
+                queries, evidence=gold, cache=cache, timings=timings, progress=progress
+            )
         else:
             journal = Journal(work / "answers.jsonl")
             answers = p.answer_batch(
-                queries, cache=cache, journal=journal, timings=timings, progress=progress
+                queries,
+                evidence=gold,
+                cache=cache,
+                journal=journal,
+                timings=timings,
+                progress=progress,
             )
             if self.spec.baselines:
                 baselines = self._baselines(examples, answers)
@@ -128,8 +136,7 @@ class BenchRunner:
     ) -> dict[str, list[Answer]]:
         """The same questions read with no evidence, and with the gold entity's passages."""
         p, work = self.pipeline, self.out / records.WORK
-        n = p.reader_settings.passages
-        gold = {e.example_id: _gold_passages(p.kb, e)[:n] for e in examples}
+        gold = self._gold(examples)
         oracle = [
             replace(
                 a,
@@ -154,6 +161,12 @@ class BenchRunner:
                 stage="generate:oracle_entity",
             ),
         }
+
+    def _gold(self, examples: Sequence[BenchmarkExample]) -> dict[str, list[Passage]]:
+        """Each question's gold entity's passages (the top `reader.passages` of its page)."""
+        p = self.pipeline
+        n = p.reader_settings.passages
+        return {e.example_id: _gold_passages(p.kb, e)[:n] for e in examples}
 
     def _score(
         self, examples: Sequence[BenchmarkExample], answers: Sequence[Answer]
@@ -186,16 +199,23 @@ class BenchRunner:
                     )
         results = [RetrievalResult(a.query_id, a.passages) for a in answers]
         failed = {a.query_id: a.error for a in answers if a.error is not None}
-        metrics = {
+        mode = self.pipeline.retrieval_mode
+        metrics: dict[str, Any] = {
             "benchmark": self.spec.benchmark,
             "pipeline": self.pipeline.name,
             "template": None if self.retrieval_only else self.pipeline.template.ref,
             "retrieval_only": self.retrieval_only,
+            "retrieval_mode": mode,
+            # the benchmark's headline figures, also at the top for scripts
+            **(_headline(self.benchmark.headline, scored.metrics) if scored else {}),
             "official": scored.metrics if scored else None,
-            "retrieval": {
+        }
+        if mode == "index":  # no retrieval, or the gold passages given: nothing to judge
+            metrics["retrieval"] = {
                 "entity_recall": entity_recall(results, examples),
                 "pseudo_recall": pseudo_recall(results, examples),
-            },
+            }
+        metrics |= {
             "counts": {
                 "questions": len(examples),
                 "answered": len(examples) - len(failed),
@@ -212,6 +232,18 @@ class BenchRunner:
         }
         write_json(self.out / records.METRICS, metrics)
         return metrics
+
+
+def _headline(keys: Sequence[str], official: Mapping[str, Any]) -> dict[str, Any]:
+    """{"final_score": 41.2, "unseen_question_score": 40.1, ...} from dotted keys into the
+    official metrics ("unseen_question_score.score" is shown as "unseen_question_score")."""
+    out = {}
+    for key in keys:
+        value: Any = official
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        out[key.split(".")[0]] = value
+    return out
 
 
 def _gold_passages(kb: Any, example: BenchmarkExample) -> list[Passage]:
