@@ -287,8 +287,7 @@ def test_plain_layout_sends_the_text_as_it_is_on_every_backend(vllm_server, vllm
     local = plain.generate(prompts, sampling)
     tokenizer = vllm_engine.tokenizer()
     ids = [tokenizer(plain_text(p))["input_ids"] for p in prompts]
-    assert [g.prompt_tokens for g in local] == [len(i) for i in ids]
-    assert ids[0][0] == tokenizer.bos_token_id
+    assert [g.prompt_tokens for g in local] == [len(i) for i in ids]  # no chat template
     remote = OpenAIGenerator(vllm_server, str(llama), layout="plain").generate(prompts, sampling)
     assert [g.text for g in remote] == [g.text for g in local]
     hf = TransformersGenerator(str(llama), layout="plain").generate(prompts[:1], sampling)
