@@ -2,21 +2,29 @@
 
 Readers raise `UserError` naming the file and line of the first bad record, so a malformed
 file never ends in a traceback. Writers go through a temporary file and an atomic rename, so an
-interrupted run never leaves a half-written output in place of a good one.
+interrupted run never leaves a half-written output in place of a good one; the file put in place
+has the mode a plain `open()` gives (0666 less the umask), and a full disk or a read-only file
+system is a one-line `UserError` naming the file. `check_outputs` refuses an output path that is
+one of the command's inputs (also through a symlink or a hard link) before any work is done.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import itertools
 import json
 import os
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from ragvqa.errors import UserError
+
+# errors of a write that the user fixes outside the program (space, quota, a read-only mount)
+WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
 
 
 def open_text(path: str | Path) -> IO[str]:
@@ -32,36 +40,51 @@ def open_text(path: str | Path) -> IO[str]:
         raise UserError(f"cannot read file ({exc.strerror})", path=str(p)) from None
 
 
+def decoded_lines(text: IO[str], path: str | Path) -> Iterator[str]:
+    """The lines of a file opened with `open_text`, ends kept, decoded one by one from its
+    bytes, for line-oriented parsers such as `csv.reader`: a BOM at the start is dropped, and
+    bytes that are not UTF-8 are reported with their line (a text stream's decoding error
+    names none). Lines end at a line feed only (CRLF stays whole for the CSV parser).
+
+    Raises:
+        UserError: bytes that are not UTF-8, naming the file and line.
+    """
+    for lineno, raw in enumerate(text.buffer, start=1):
+        try:
+            yield raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+        except UnicodeDecodeError:
+            raise UserError("not UTF-8 text", path=str(path), line=lineno) from None
+
+
+def head_tail_sha256(path: str | Path, *, block: int = 1 << 20) -> str:
+    """A cheap fingerprint of a large file: the sha256 of its size and its first and last
+    `block` bytes (the whole file when it is smaller than two blocks). Two reads, whatever the
+    size: it notices a file truncated, replaced or changed near either end, where
+    `sha256_file` notices any change at the cost of reading everything."""
+    p = Path(path)
+    size = p.stat().st_size
+    h = hashlib.sha256(f"{size}:".encode())
+    with p.open("rb") as fh:
+        h.update(fh.read(block))
+        if size > block:
+            fh.seek(max(block, size - block))
+            h.update(fh.read())
+    return h.hexdigest()
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (1-based line number, object) for each non-blank line of a JSONL file.
 
-    Lines are decoded one by one, so bytes that are not UTF-8 are reported on their own line.
+    Lines are decoded one by one (orjson where installed, with exactly the results of
+    `json.loads`: see `ragvqa.jsonl`), so bytes that are not UTF-8 are reported on their own line.
 
     Raises:
         UserError: a line that is not JSON, or not a JSON object, or bytes that are not UTF-8.
     """
+    from ragvqa.jsonl import read_objects
+
     with open_text(path) as text:
-        fh = text.buffer
-        for lineno, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # BOM tolerated
-            except UnicodeDecodeError:
-                raise UserError("not UTF-8 text", path=str(path), line=lineno) from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(
-                    f"malformed JSON ({exc.msg})", path=str(path), line=lineno
-                ) from None
-            if not isinstance(obj, dict):
-                raise UserError(
-                    f"expected a JSON object, got {type(obj).__name__}",
-                    path=str(path),
-                    line=lineno,
-                )
-            yield lineno, obj
+        yield from read_objects(text.buffer, path)
 
 
 @contextmanager
@@ -81,11 +104,23 @@ def atomic_path(path: str | Path, *, fixed: bool = False) -> Iterator[Path]:
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise UserError("output folder does not exist", path=str(parent))
+    if target.is_dir():
+        raise UserError("is a folder, expected a file to write", path=str(target))
+    if target.exists() and not target.is_file():  # /dev/null, a FIFO: never renamed over
+        yield target
+        return
     suffix = "" if fixed else f".{secrets.token_hex(4)}"
     tmp = parent / f".{target.name}{suffix}.tmp"
     try:
         yield tmp
+        if tmp.is_file():  # whatever created it (mkstemp-like writers use 0600)
+            os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in WRITE_ERRORS:
+            raise UserError(f"cannot write ({exc.strerror})", path=str(target)) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -99,7 +134,7 @@ def atomic_writer(path: str | Path) -> Iterator[IO[str]]:
     """
     with atomic_path(path) as tmp:
         try:
-            fh = tmp.open("x", encoding="utf-8")
+            fh = tmp.open("x" if tmp != Path(path) else "w", encoding="utf-8")  # "w": /dev/null
         except OSError as exc:
             raise UserError(f"cannot write ({exc.strerror})", path=str(path)) from None
         with fh:
@@ -120,6 +155,71 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     with atomic_writer(path) as fh:
         writer = jsonlines.Writer(fh, compact=True, sort_keys=False)
         writer.write_all(rows)
+
+
+def umask() -> int:
+    """The process's umask, read without changing it (Linux: /proc/self/status)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and put back (not thread-safe, hence the above)
+    os.umask(mask)
+    return mask
+
+
+PathLike = str | Path | None
+
+
+def check_outputs(outputs: Mapping[str, PathLike], inputs: Mapping[str, PathLike]) -> None:
+    """Refuse, before any work, outputs that would replace an input or each other.
+
+    Args:
+        outputs: What a command writes, by the name the user knows it by (`--output`,
+            `--out/config.yaml`); None for an option not given.
+        inputs: What it reads, likewise. Files and folders are compared by identity (device
+            and inode), so a symlink or a hard link to an input is caught too.
+
+    Raises:
+        UserError: naming the output and the input it is.
+    """
+    given = [(name, Path(p)) for name, p in inputs.items() if p is not None and os.path.exists(p)]
+    wanted = [(name, Path(p)) for name, p in outputs.items() if p is not None]
+    for name, out in wanted:
+        for other, source in given:
+            if _same(out, source):
+                kind = "folder" if source.is_dir() else "file"
+                raise UserError(
+                    f"{name} is the same {kind} as {other}; refusing to overwrite an input",
+                    path=str(out),
+                )
+    for (name, a), (other, b) in itertools.combinations(wanted, 2):
+        if _same(a, b):
+            raise UserError(f"{name} and {other} are the same file", path=str(a))
+
+
+def check_output_folder(
+    folder: str | Path, names: Iterable[str], inputs: Mapping[str, PathLike], *, option: str
+) -> None:
+    """A folder a command writes the files `names` into: not a file, not an input folder, and
+    none of the files it writes is an input (`check_outputs`)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{option} is a file, expected a folder", path=str(folder))
+    outputs: dict[str, PathLike] = {option: folder}
+    outputs |= {f"{option}/{name}": folder / name for name in names}
+    check_outputs(outputs, inputs)
+
+
+def _same(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: by identity when both exist, else by resolved path."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def sha256_file(path: str | Path, *, chunk: int = 1 << 20) -> str:

@@ -114,6 +114,27 @@ EXAMPLES = [
 ]
 
 
+# The official aggregate of the predictions below, by hand:
+# unseen_question: time [0, 1] -> 50, num [1] -> 100, string [1] -> 100, all 3/4 -> 75
+# unseen_entity: no time -> integer 0, num [0] -> 0, string [1] -> 100, all 1/2 -> 50
+# final = 2 / (1/75 + 1/50) = 60
+HAND_WORKED = {
+    "final_score": 60.0,
+    "unseen_question_score": {
+        "score": 75.0,
+        "score_time": 50.0,
+        "score_num": 100.0,
+        "score_string": 100.0,
+    },
+    "unseen_entity_score": {
+        "score": 50.0,
+        "score_time": 0,
+        "score_num": 0.0,
+        "score_string": 100.0,
+    },
+}
+
+
 def test_aggregate_worked_by_hand():
     preds = [
         Prediction("q1", "paris."),  # 1
@@ -125,24 +146,7 @@ def test_aggregate_worked_by_hand():
         Prediction("nope", "x"),  # unknown id: dropped
     ]  # q6 has no prediction: not counted
     result = score_infoseek(preds, EXAMPLES)
-    # unseen_question: time [0, 1] -> 50, num [1] -> 100, string [1] -> 100, all 3/4 -> 75
-    # unseen_entity: no time -> integer 0, num [0] -> 0, string [1] -> 100, all 1/2 -> 50
-    # final = 2 / (1/75 + 1/50) = 60
-    assert result.metrics == {
-        "final_score": 60.0,
-        "unseen_question_score": {
-            "score": 75.0,
-            "score_time": 50.0,
-            "score_num": 100.0,
-            "score_string": 100.0,
-        },
-        "unseen_entity_score": {
-            "score": 50.0,
-            "score_time": 0,
-            "score_num": 0.0,
-            "score_string": 100.0,
-        },
-    }
+    assert result.metrics == HAND_WORKED
     assert isinstance(result.metrics["unseen_entity_score"]["score_time"], int)
     assert [(s.example_id, s.score) for s in result.per_example] == [
         ("q1", 1),

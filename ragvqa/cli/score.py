@@ -7,14 +7,15 @@ input exits with status 2 and one line naming the file and line.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from ragvqa.cli.common import print_json, stderr, user_errors
-from ragvqa.types import MetricResult
 
 app = typer.Typer(
     help="Score predictions exactly as the official InfoSeek and E-VQA scorers do.",
@@ -26,17 +27,47 @@ OUTPUT = typer.Option(None, "--output", help="Write the metrics JSON here (defau
 PER_EXAMPLE = typer.Option(None, "--per-example", help="Write {data_id, score} JSONL here.")
 
 
-def _emit(result: MetricResult, output: Path | None, per_example: Path | None) -> None:
-    from ragvqa.eval.predictions import write_per_example
+def _emit(
+    metrics: dict[str, Any],
+    coverage: dict[str, Any],
+    scores: tuple[list[str], list[int]],
+    output: Path | None,
+    per_example: Path | None,
+) -> None:
+    """Metrics and coverage to --output or stdout; (ids, 0/1 scores) to --per-example."""
+    from ragvqa.eval.predictions import write_score_columns
     from ragvqa.io import write_json
 
-    document = {**result.metrics, "coverage": result.coverage}
+    document = {**metrics, "coverage": coverage}
     if per_example is not None:
-        write_per_example(per_example, result.per_example)
+        write_score_columns(per_example, *scores)
     if output is not None:
         write_json(output, document)
     else:
         print_json(document)
+
+
+def _check_paths(output: Path | None, per_example: Path | None, **inputs: Path) -> None:
+    """Refuse, before scoring, an output that is one of the inputs (or the other output)."""
+    from ragvqa.io import check_outputs
+
+    check_outputs(
+        {"--output": output, "--per-example": per_example},
+        {f"--{name.replace('_', '-')}": path for name, path in inputs.items()},
+    )
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a whole benchmark is read and scored: its records
+    form no cycles, and collections walking ever more live records cost ~10% of the run."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _coverage_line(coverage: dict[str, Any]) -> str:
@@ -68,13 +99,18 @@ def infoseek(
 ) -> None:
     """InfoSeek: per-split accuracy and the harmonic-mean final score (official rules)."""
     with user_errors():
-        from ragvqa.data.infoseek import load_infoseek
-        from ragvqa.eval.infoseek_scorer import score_infoseek
-        from ragvqa.eval.predictions import load_predictions
+        from ragvqa.data.infoseek import load_answer_key
+        from ragvqa.eval.infoseek_scorer import score_answer_key
+        from ragvqa.eval.predictions import read_predictions
 
-        examples = load_infoseek(questions, qtypes)
-        result = score_infoseek(load_predictions(predictions), examples)
-        _emit(result, output, per_example)
+        inputs = {"predictions": predictions, "questions": questions, "qtypes": qtypes}
+        _check_paths(output, per_example, **inputs)
+        with _gc_paused():
+            key = load_answer_key(questions, qtypes)
+            result = score_answer_key(*read_predictions(predictions), key)
+        _emit(result.metrics, result.coverage, (result.ids, result.scores), output, per_example)
+        from rich.table import Table  # for the table only
+
         table = Table(title="InfoSeek (official rules)")
         for column in ("split", "score", "time", "numerical", "string"):
             table.add_column(column, justify="left" if column == "split" else "right")
@@ -104,6 +140,7 @@ def evqa(
         from ragvqa.eval.evqa_scorer import score_evqa
         from ragvqa.eval.predictions import load_predictions
 
+        _check_paths(output, per_example, predictions=predictions, questions=questions)
         examples = load_evqa(questions)
         preds = load_predictions(predictions, int_ids_as_str=True)
         bem = None
@@ -112,8 +149,11 @@ def evqa(
 
             bem = BemModel(bem_model)
         result = score_evqa(preds, examples, bem)
-        _emit(result, output, per_example)
+        scores = ([s.example_id for s in result.per_example], [s.score for s in result.per_example])
+        _emit(result.metrics, result.coverage, scores, output, per_example)
         m = result.metrics
+        from rich.table import Table  # for the table only
+
         table = Table(title="Encyclopedic-VQA (official rules)")
         table.add_column("group")
         table.add_column("accuracy", justify="right")

@@ -11,7 +11,7 @@ import csv
 from pathlib import Path
 
 from ragvqa.errors import UserError
-from ragvqa.io import open_text
+from ragvqa.io import decoded_lines, open_text
 from ragvqa.types import BenchmarkExample
 
 QUESTION_TYPES = ("templated", "automatic", "multi_answer", "2_hop")
@@ -48,7 +48,7 @@ def load_evqa(path: str | Path) -> list[BenchmarkExample]:
     """
     csv.field_size_limit(1 << 30)  # evidence cells can be long
     with open_text(path) as fh:
-        reader = csv.reader(fh)
+        reader = csv.reader(decoded_lines(fh, path))  # BOM dropped, bad bytes: their line
         try:
             header = next(reader)
         except StopIteration:

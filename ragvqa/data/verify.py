@@ -21,7 +21,7 @@ from ragvqa.benchmarks.base import Benchmark
 from ragvqa.data.catalogue import Artefact
 from ragvqa.data.fetch import PRESENT, status
 from ragvqa.errors import UserError
-from ragvqa.io import sha256_file
+from ragvqa.io import decoded_lines, open_text, sha256_file
 
 SHOW_MISSING = 5
 
@@ -107,9 +107,9 @@ def count_records(path: Path) -> int:
         return len(data) if isinstance(data, dict | list) else 0
     if path.suffix == ".csv":
         csv.field_size_limit(1 << 30)
-        with path.open(encoding="utf-8", newline="") as fh:
+        with open_text(path) as fh:
             try:
-                return max(sum(1 for _ in csv.reader(fh)) - 1, 0)
+                return max(sum(1 for _ in csv.reader(decoded_lines(fh, path))) - 1, 0)
             except (csv.Error, UnicodeDecodeError) as exc:
                 raise UserError(f"unreadable CSV ({exc})", path=str(path)) from None
     with path.open("rb") as fh:

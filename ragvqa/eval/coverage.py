@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from itertools import compress
 from typing import Any, TypeVar
 
 from ragvqa.types import Prediction
@@ -28,15 +29,28 @@ def match_predictions(
         coverage has `predictions`, `scored`, `unknown_ids`, `duplicate_ids`,
         `missing_predictions` (counts) and `examples` (first few ids of each case).
     """
-    pairs = [(p, examples[p.example_id]) for p in predictions if _known(p.example_id, examples)]
-    unknown = [p.example_id for p in predictions if not _known(p.example_id, examples)]
-    counts = Counter(p.example_id for p, _ in pairs)
-    duplicates = [i for i, n in counts.items() if n > 1]
-    missing = [i for i in examples if i not in counts]
+    known, coverage = match_ids([p.example_id for p in predictions], examples)
+    pairs = [(predictions[i], examples[predictions[i].example_id]) for i in known]
+    return pairs, coverage
+
+
+def match_ids(ids: Sequence[Any], examples: Mapping[Any, Any]) -> tuple[list[int], dict[str, Any]]:
+    """`match_predictions` for predictions held as columns: the positions of the ids that name
+    a known example (in order, duplicates repeated) and the coverage."""
+    try:
+        hit = list(map(examples.__contains__, ids))
+    except TypeError:  # an unhashable id somewhere: one at a time
+        hit = [_known(i, examples) for i in ids]
+    known = list(compress(range(len(ids)), hit))
+    unknown = [ids[i] for i, h in enumerate(hit) if not h] if len(known) < len(ids) else []
+    scored = [ids[i] for i in known] if unknown else ids
+    distinct = set(scored)  # the common cases, no duplicate and no question left, in C
+    duplicates = [] if len(distinct) == len(scored) else _repeated(scored)
+    missing = [] if len(distinct) == len(examples) else [i for i in examples if i not in distinct]
     coverage = {
         "questions": len(examples),
-        "predictions": len(predictions),
-        "scored": len(pairs),
+        "predictions": len(ids),
+        "scored": len(known),
         "unknown_ids": len(unknown),
         "duplicate_ids": len(duplicates),
         "missing_predictions": len(missing),
@@ -46,7 +60,12 @@ def match_predictions(
             "missing_predictions": missing[:SHOW],
         },
     }
-    return pairs, coverage
+    return known, coverage
+
+
+def _repeated(ids: Sequence[Any]) -> list[Any]:
+    """The ids that occur more than once, in order of first occurrence."""
+    return [i for i, n in Counter(ids).items() if n > 1]
 
 
 def _known(example_id: Any, examples: Mapping[Any, Any]) -> bool:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from ragvqa.data.evqa import QUESTION_TYPES
 from ragvqa.errors import UserError
 from ragvqa.eval.coverage import match_predictions
-from ragvqa.eval.evqa_text import EmptyReference, exact_match
+from ragvqa.eval.evqa_text import EmptyReference, Preprocess, cached_preprocess, exact_match
 from ragvqa.types import BenchmarkExample, ExampleScore, MetricResult, Prediction
 
 
@@ -29,7 +29,7 @@ class AnswerEquivalence(Protocol):
         ...
 
 
-def _exact(prediction: Prediction, example: BenchmarkExample) -> bool:
+def _exact(prediction: Prediction, example: BenchmarkExample, preprocess: Preprocess) -> bool:
     if example.question_type not in QUESTION_TYPES:
         raise UserError(
             f"unknown question_type {example.question_type!r} (expected one of "
@@ -38,9 +38,8 @@ def _exact(prediction: Prediction, example: BenchmarkExample) -> bool:
         )
     try:
         # every alternative is checked, as the official scorer does, so a bad one is reported
-        matches = [
-            exact_match(r, prediction.answer, example.question_type) for r in example.answers
-        ]
+        qtype = example.question_type
+        matches = [exact_match(r, prediction.answer, qtype, preprocess) for r in example.answers]
     except EmptyReference as exc:
         raise UserError(f"question {example.example_id}: {exc}", path=example.source) from None
     if not matches:
@@ -68,7 +67,8 @@ def score_evqa(
 ) -> MetricResult:
     """Score predictions with the official E-VQA rules; BEM only where exact match fails."""
     pairs, coverage = match_predictions(predictions, {e.example_id: e for e in examples})
-    exact = [_exact(p, e) for p, e in pairs]
+    preprocess = cached_preprocess()  # each distinct answer and reference preprocessed once
+    exact = [_exact(p, e, preprocess) for p, e in pairs]
     bem_hit = [False] * len(pairs)
     if bem is not None:
         todo = [i for i, hit in enumerate(exact) if not hit]

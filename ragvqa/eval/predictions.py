@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from ragvqa.errors import UserError
 from ragvqa.io import iter_jsonl, write_jsonl
-from ragvqa.types import ExampleScore, Prediction
+from ragvqa.types import Prediction
 
 
 def load_predictions(path: str | Path, *, int_ids_as_str: bool = False) -> list[Prediction]:
@@ -21,21 +22,41 @@ def load_predictions(path: str | Path, *, int_ids_as_str: bool = False) -> list[
     Raises:
         UserError: malformed line, missing `data_id` or `prediction`, non-string prediction.
     """
-    out: list[Prediction] = []
+    return [
+        Prediction(example_id=data_id, answer=answer, source=f"{path}:{line}")
+        for line, data_id, answer in _checked(path, int_ids_as_str)
+    ]
+
+
+def read_predictions(
+    path: str | Path, *, int_ids_as_str: bool = False
+) -> tuple[list[Any], list[str]]:
+    """`load_predictions` as two columns, (ids, answers), without an object per prediction
+    (for scoring whole benchmarks). Same arguments, checks and errors."""
+    ids: list[Any] = []
+    answers: list[str] = []
+    for _, data_id, answer in _checked(path, int_ids_as_str):
+        ids.append(data_id)
+        answers.append(answer)
+    return ids, answers
+
+
+def _checked(path: str | Path, int_ids_as_str: bool) -> Iterator[tuple[int, Any, str]]:
+    """(line, data_id, prediction) of each line, checked."""
     for line, obj in iter_jsonl(path):
         if "data_id" not in obj:
             raise UserError("missing field 'data_id'", path=str(path), line=line)
         data_id = obj["data_id"]
-        if int_ids_as_str and isinstance(data_id, int) and not isinstance(data_id, bool):
+        if int_ids_as_str and data_id.__class__ is int:  # bool is not an id
             data_id = str(data_id)
         answer = obj.get("prediction")
-        if not isinstance(answer, str):
+        if answer.__class__ is not str:
             kind = "missing" if answer is None else f"a {type(answer).__name__}, not a string"
             raise UserError(f"field 'prediction' is {kind}", path=str(path), line=line)
-        out.append(Prediction(example_id=data_id, answer=answer, source=f"{path}:{line}"))
-    return out
+        yield line, data_id, answer
 
 
-def write_per_example(path: str | Path, scores: Iterable[ExampleScore]) -> None:
-    """Write E.jsonl: one `{"data_id", "score"}` line per scored prediction, in order."""
-    write_jsonl(path, ({"data_id": s.example_id, "score": s.score} for s in scores))
+def write_score_columns(path: str | Path, ids: Iterable[str], scores: Iterable[int]) -> None:
+    """Write E.jsonl: one `{"data_id", "score"}` line per scored prediction, in order (the
+    columns of `InfoSeekScores`, or of a `MetricResult`'s per-example scores)."""
+    write_jsonl(path, ({"data_id": i, "score": s} for i, s in zip(ids, scores, strict=True)))
