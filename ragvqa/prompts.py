@@ -6,6 +6,8 @@ named after chat roles (`system`, `user`, optionally `assistant`). Rendering use
 StrictUndefined, so a misspelt variable is an error, not an empty string. The image is placed
 with `{{ image }}` and becomes an image part of the message, never a model token. Retrieved text
 is data: special tokens and role markers inside passages are neutralised before rendering.
+Templates render in Jinja2's immutable sandbox: a template from a folder of one's own (`--root`)
+can read its inputs but not reach Python (no `__globals__`, `os.popen`, no changing inputs).
 
 A version never changes once results cite it: `prompts/LOCK.json` records the sha256 of every
 version, and `ragvqa prompts validate` fails when a locked file was edited (make a new version).
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ragvqa.errors import UserError
+from ragvqa.io import write_json
 from ragvqa.resources import resource_dir
 from ragvqa.types import ChatMessage, ChatPrompt, ImagePart, RetrievedPassage, TextPart
 
@@ -31,9 +34,17 @@ INPUTS = ("question", "passages", "image", "candidates")
 LOCK = "LOCK.json"
 _IMAGE = "\x00IMAGE\x00"
 _FRONT = re.compile(r"\A---\n(.*?)\n---\n", re.S)
-_TAG = re.compile(r"<(/?[A-Za-z_|][^<>\s]{0,30})>")
-_INST = re.compile(r"\[(/?)(INST|SYS)\]")
-_ROLE_LINE = re.compile(r"(?m)^\s*(USER|ASSISTANT|SYSTEM|HUMAN)\s*:")
+# special tokens of chat templates in angle brackets: "<|im_start|>" (ChatML: Qwen), "<s>",
+# "</s>", "<bos>", "<start_of_turn>" (Gemma), "<|eot_id|>", "<|start_header_id|>" (Llama 3),
+# "<｜User｜>" (DeepSeek, full-width bars), "<|user|>" (Phi, the demo reader), "<image>", "<<SYS>>"
+_TAG = re.compile(r"<(/?[A-Za-z_|\uff5c][^<>\s]{0,40})>")
+# control tokens in square brackets: "[INST]", "[/INST]" (Mistral, Llama 2), "[SYSTEM_PROMPT]",
+# "[TOOL_CALLS]", "[IMG]", "[control_8]"; "[1]", "[a]" and "[citation needed]" stay as they are
+_BRACKET = re.compile(r"\[(/?)([A-Z][A-Z_]{2,30}|control_\d+)\]")
+# a line that poses as a turn: "User:", "ASSISTANT:", "### System:", "Human:" (any case)
+_ROLE_LINE = re.compile(r"(?im)^[ \t]*(?:#{1,6}[ \t]*)?(user|assistant|system|human)[ \t]*:")
+# line breaks other than "\n" (the role-line rule sees lines as the reader does)
+_BREAKS = re.compile(r"\r\n?|[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 
 
 def default_root() -> Path:
@@ -42,14 +53,16 @@ def default_root() -> Path:
 
 
 def neutralise(text: str) -> str:
-    """Retrieved text as inert data: chat-template tokens and role markers are defused.
+    """Retrieved text (and the question) as inert data: chat-template tokens and role markers
+    are defused, so no reader sees a turn or a special token that the template did not put.
 
     "<|im_start|>" -> "‹|im_start|›", "<image>" -> "‹image›", "[INST]" -> "⟦INST⟧",
-    a line starting "USER:" -> "User said:"; NUL characters are dropped.
+    a line starting "USER:" or "assistant:" -> "User said:", "Assistant said:"; NUL characters
+    are dropped and other line breaks ("\\r", U+2028, ...) become "\\n".
     """
-    text = text.replace("\x00", "")
+    text = _BREAKS.sub("\n", text.replace("\x00", ""))
     text = _TAG.sub(lambda m: f"‹{m.group(1)}›", text)
-    text = _INST.sub(lambda m: f"⟦{m.group(1)}{m.group(2)}⟧", text)
+    text = _BRACKET.sub(lambda m: f"⟦{m.group(1)}{m.group(2)}⟧", text)
     return _ROLE_LINE.sub(lambda m: f"{m.group(1).capitalize()} said:", text)
 
 
@@ -99,14 +112,21 @@ def _parse(path: Path, root: Path) -> PromptTemplate:
     import yaml
 
     raw = path.read_bytes()
-    text = raw.decode("utf-8")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise UserError("not UTF-8 text", path=str(path), line=line) from None
     match = _FRONT.match(text)
     if not match:
         raise UserError("template has no front matter between '---' lines", path=str(path))
     try:
         meta = yaml.safe_load(match.group(1)) or {}
     except yaml.YAMLError as exc:
-        raise UserError(f"front matter is not YAML ({exc})", path=str(path)) from None
+        where = " ".join(str(exc).split())  # one line
+        raise UserError(f"front matter is not YAML ({where})", path=str(path)) from None
+    if not isinstance(meta, dict):
+        raise UserError("front matter is not a YAML mapping", path=str(path))
     rel = path.relative_to(root)
     expected_id, expected_version = "/".join(rel.parts[:-1]), rel.stem
     if meta.get("id") != expected_id or f"v{meta.get('version')}" != expected_version:
@@ -118,6 +138,7 @@ def _parse(path: Path, root: Path) -> PromptTemplate:
     unknown = [i for i in meta.get("inputs") or [] if i not in INPUTS]
     if unknown:
         raise UserError(f"unknown inputs {unknown} (known: {', '.join(INPUTS)})", path=str(path))
+    _check_meta(meta, path)
     return PromptTemplate(
         id=meta["id"],
         version=int(meta["version"]),
@@ -130,6 +151,27 @@ def _parse(path: Path, root: Path) -> PromptTemplate:
         path=path,
         sha256=hashlib.sha256(raw).hexdigest(),
     )
+
+
+def _check_meta(meta: dict[str, Any], path: Path) -> None:
+    """Types of the front matter fields (their values come from a file anyone can write)."""
+    version = meta.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise UserError("front matter 'version' must be a whole number", path=str(path))
+    if not isinstance(meta.get("inputs") or [], list):
+        raise UserError("front matter 'inputs' must be a list", path=str(path))
+    if not isinstance(meta.get("changelog") or [], list):
+        raise UserError("front matter 'changelog' must be a list", path=str(path))
+    pattern = meta.get("answer_pattern")
+    if pattern is not None:
+        try:
+            groups = re.compile(pattern).groups
+        except (re.error, TypeError) as exc:
+            raise UserError(
+                f"answer_pattern is not a regular expression ({exc})", path=str(path)
+            ) from None
+        if groups < 1:
+            raise UserError("answer_pattern needs a group: (...) around the answer", path=str(path))
 
 
 class PromptLibrary:
@@ -161,7 +203,15 @@ class PromptLibrary:
 
     def lock(self) -> dict[str, str]:
         path = self.root / LOCK
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        if not path.is_file():
+            return {}
+        try:
+            lock = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            lock = None
+        if not isinstance(lock, dict) or not all(isinstance(v, str) for v in lock.values()):
+            raise UserError("not a lock file: a JSON object {id@version: sha256}", path=str(path))
+        return lock
 
     def validate(self) -> list[str]:
         """Problems: edited locked versions, unknown parents, templates that do not render."""
@@ -186,7 +236,7 @@ class PromptLibrary:
         lock = self.lock()
         added = [ref for ref in self.refs() if ref not in lock]
         lock.update({ref: self.templates[ref].sha256 for ref in added})
-        (self.root / LOCK).write_text(json.dumps(dict(sorted(lock.items())), indent=2) + "\n")
+        write_json(self.root / LOCK, dict(sorted(lock.items())))
         return added
 
 
@@ -227,14 +277,17 @@ def render(
     image: str | None = None,
     candidates: Sequence[str] = (),
 ) -> ChatPrompt:
-    """Render a template (see `PromptTemplate.render`)."""
-    from jinja2 import Environment, StrictUndefined, TemplateError
+    """Render a template (see `PromptTemplate.render`) in Jinja2's immutable sandbox: reading
+    an attribute that starts with "_" (`__globals__`, `__class__`), calling an unsafe method or
+    changing a list or a dict fails with a one-line `UserError` instead."""
+    from jinja2 import StrictUndefined, TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
     given = {"question": question, "passages": passages, "candidates": candidates}
     for name in ("question", "passages", "candidates"):
         if name in template.inputs and not given[name]:
             raise UserError(f"template {template.ref} needs input '{name}'")
-    env = Environment(
+    env = ImmutableSandboxedEnvironment(
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=False,
@@ -256,11 +309,20 @@ def render(
                 text = "".join(compiled.blocks[role](context)).strip()
                 if text or role != "assistant":
                     messages.append(ChatMessage(role, _parts(text, image)))
-    except TemplateError as exc:
+    except SecurityError as exc:
         raise UserError(
-            f"template {template.ref} does not render: {exc}", path=str(template.path)
+            f"template {template.ref} is refused by the sandbox: {_line(exc)}",
+            path=str(template.path),
+        ) from None
+    except (TemplateError, OverflowError) as exc:  # OverflowError: the sandbox's range() limit
+        raise UserError(
+            f"template {template.ref} does not render: {_line(exc)}", path=str(template.path)
         ) from None
     return ChatPrompt(tuple(messages), template=template.ref, template_hash=template.sha256)
+
+
+def _line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def sample_render(template: PromptTemplate) -> ChatPrompt:

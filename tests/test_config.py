@@ -63,3 +63,41 @@ def test_build_component_from_a_spec():
         build(GENERATORS, {"type": "opena"})
     with pytest.raises(UserError, match="needs a mapping with a 'type'"):
         build(GENERATORS, {"model": "m"})
+
+
+def test_origins_name_the_file_line_or_override_that_set_each_key(tmp_path):
+    """Where each key of the merged mapping was set last: a mapping merged over an inherited
+    one keeps the inherited keys' origins; a replaced value drops them; `--set` wins."""
+    from ragvqa.config import Origin, load_located
+
+    (tmp_path / "base.yaml").write_text(
+        "reader:\n  generator:\n    type: vllm\n    model: big\nretrieval:\n  top_k: 5\n"
+    )
+    (tmp_path / "child.yaml").write_text(
+        "# a comment\nbase: base.yaml\nreader:\n  generator:\n    model: small\nretrieval: 3\n"
+    )
+    child = str(tmp_path / "child.yaml")
+    data, origins = load_located(child, ["reader.prompt=x@1"])
+    assert data["reader"]["generator"] == {"type": "vllm", "model": "small"}
+    base = str((tmp_path / "base.yaml").resolve())
+    assert origins[("reader", "generator", "type")] == Origin(base, 3)
+    assert origins[("reader", "generator", "model")] == Origin(child, 5)
+    assert origins[("reader",)] == Origin(child, 3)
+    assert origins[("retrieval",)] == Origin(child, 6)
+    assert ("retrieval", "top_k") not in origins  # replaced by the child's scalar
+    assert origins[("reader", "prompt")] == Origin(None, None, "reader.prompt=x@1")
+    # an override that replaces a mapping drops what the files set inside it
+    _, origins = load_located(child, ["reader.generator={type: openai}"])
+    assert ("reader", "generator", "model") not in origins
+    assert origins[("reader", "generator")].override == "reader.generator={type: openai}"
+
+
+def test_unreadable_config_files_are_one_line(tmp_path):
+    (tmp_path / "latin1.yaml").write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(UserError, match=r"latin1.yaml: a config file must be UTF-8 text"):
+        load_config(tmp_path / "latin1.yaml")
+    with pytest.raises(UserError, match=r"must be a file, not a folder"):
+        load_config(tmp_path)
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(UserError, match=r"list.yaml: a config file must be a YAML mapping"):
+        load_config(tmp_path / "list.yaml")

@@ -332,6 +332,7 @@ def test_cli_build_info_verify(kb_dir, single, tmp_path):
     assert result.exit_code == 2 and "not an index folder" in result.stderr
 
 
+@pytest.mark.engine  # starts a Ray cluster
 def test_ray_engine_writes_the_same_shards(kb_dir, single, tmp_path):
     """A local Ray instance on loopback (actor pool of two encoders) writes the shards the
     in-process path writes."""

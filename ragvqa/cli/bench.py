@@ -1,10 +1,14 @@
 """`ragvqa bench NAME`: a whole benchmark through a pipeline into a run directory.
 
 NAME is a benchmark plug-in (`infoseek`, `evqa`, or one registered by another package). File
-defaults come from the plug-in's `benchmarks/<name>/benchmark.yaml` (paths under
-`$RAGVQA_DATA`); command-line options win. `--retrieval-only` stops after retrieval (recall@K,
+defaults come from a `benchmarks.yaml` beside the pipeline file when it names the benchmark (a
+world of one's own, such as `ragvqa demo`'s: paths relative to that file), else from the
+plug-in's `benchmarks/<name>/benchmark.yaml` (paths under `$RAGVQA_DATA`); command-line options
+win. `--retrieval-only` stops after retrieval (recall@K,
 no reader loaded). `--check` compares the run's metrics with the plug-in's `expected.yaml` and
-exits 1 outside tolerance.
+exits 1 outside tolerance. An existing run directory is resumed when its configuration is the
+same, refused when it differs (each difference named) unless `--overwrite`, and locked while a
+run writes it.
 """
 
 from __future__ import annotations
@@ -13,11 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from ragvqa.cli.common import stderr, user_errors
+from ragvqa.cli.common import print_json, say, shown, stderr, user_errors
 from ragvqa.errors import UserError
+from ragvqa.eval.names import metric_label
 
 if TYPE_CHECKING:
     from ragvqa.benchmarks import Benchmark
@@ -31,15 +35,17 @@ def bench_spec(
     limit: int | None = None,
     baselines: bool = False,
     retrieval_only: bool = False,
+    defaults: dict[str, Any] | None = None,
 ) -> Any:
-    """The run's files: the options given, else the defaults of benchmark.yaml. A default that
-    is not on disk is named with the `ragvqa data fetch` command that provides it."""
+    """The run's files: the options given, else `defaults` (default: those of benchmark.yaml).
+    A default that is not on disk is named with the `ragvqa data fetch` command that provides
+    it."""
     from ragvqa.run.runner import BenchSpec
 
     for role, value in files.items():
         if value is not None and role not in benchmark.roles:
             raise UserError(f"benchmark {benchmark.name!r} reads no --{role} file")
-    defaults = benchmark.defaults()
+    defaults = benchmark.defaults() if defaults is None else defaults
     chosen: dict[str, str] = {}
     for role, kind in benchmark.roles.items():
         given, default = files.get(role), defaults.get(role)
@@ -55,10 +61,7 @@ def bench_spec(
                 f"{benchmark.folder() / 'benchmark.yaml'}"
             )
         elif default and kind.note:
-            stderr.print(
-                f"note: {default} not found, {kind.note} ({fetch_hint(benchmark, role)})",
-                highlight=False,
-            )
+            say(f"note: {default} not found, {kind.note} ({fetch_hint(benchmark, role)})")
     # default image folders that are not there are left out (a user may have only Landmarks)
     default_roots = defaults.get("images") or {}
     roots = {k: v for k, v in default_roots.items() if Path(v).exists()}
@@ -85,6 +88,32 @@ def bench_spec(
         baselines=baselines,
         retrieval_only=retrieval_only or not benchmark.scores_answers,
     )
+
+
+LOCAL_FILES = "benchmarks.yaml"
+
+
+def pipeline_defaults(pipeline: Path | None, benchmark: Benchmark) -> dict[str, Any] | None:
+    """The default files of `benchmark` for a pipeline file's own world: its entry in the
+    `benchmarks.yaml` beside the pipeline (roles and `images:` roots, relative to that file),
+    or None when there is no such file or entry."""
+    from ragvqa.config import read_yaml
+
+    path = pipeline.parent / LOCAL_FILES if pipeline is not None and pipeline.is_file() else None
+    if path is None or not path.is_file():
+        return None
+    entry = read_yaml(path).get(benchmark.name)
+    if entry is None:
+        return None
+    images = entry.get("images", {}) if isinstance(entry, dict) else None
+    if not isinstance(images, dict):
+        raise UserError(f"{benchmark.name}: expected roles and an images: mapping", path=str(path))
+    files = {k: v for k, v in entry.items() if k != "images"}
+    for key, value in [*files.items(), *(("images." + k, v) for k, v in images.items())]:
+        if not (key in benchmark.roles or key.startswith("images.")) or not isinstance(value, str):
+            raise UserError(f"{benchmark.name}.{key}: not a file of the benchmark", path=str(path))
+    local = {k: str(path.parent / v) for k, v in files.items()}
+    return local | {"images": {k: str(path.parent / v) for k, v in images.items()}}
 
 
 def fetch_hint(benchmark: Benchmark, role: str) -> str:
@@ -114,8 +143,9 @@ def check_expected(
         value = _dotted(metrics, dotted)
         good = value is not None and abs(float(value) - float(expected)) <= tolerance
         ok &= good
-        verdict = "[green]OK[/]" if good else "[red]FAIL[/]"
-        stderr.print(f"{verdict} {escape(dotted)}: {value} (expected {expected} ± {tolerance})")
+        verdict = shown("OK", "green") if good else shown("FAIL", "red")
+        line = shown(f" {dotted}: {value} (expected {expected} ± {tolerance})")
+        stderr.print(verdict + line, soft_wrap=True)
     return ok
 
 
@@ -128,18 +158,18 @@ def _dotted(data: Any, dotted: str) -> Any:
 def summary(benchmark: Benchmark, metrics: dict, out: Path) -> None:
     """The run's headline figures, recall, failures and timings as a table on stderr."""
     template = metrics.get("template") or "retrieval only"
-    table = Table(title=escape(f"{benchmark.name} · {metrics['pipeline']} · {template}"))
+    table = Table(title=shown(f"{benchmark.name} · {metrics['pipeline']} · {template}"))
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in benchmark.headline if metrics.get("official") else ():
-        table.add_row(key.removesuffix(".score"), str(_dotted(metrics["official"], key)))
-    recall = (metrics.get("retrieval") or {}).get("entity_recall")
-    for k in (1, 5, 10) if recall else ():
-        table.add_row(f"entity recall@{k}", f"{recall[f'recall@{k}']:.1f}")
+        table.add_row(metric_label(key), str(_dotted(metrics["official"], key)))
+    recall = (metrics.get("retrieval") or {}).get("entity_recall") or {}
+    for key in [k for k in recall if k.startswith("recall@")]:  # up to the retrieval depth
+        table.add_row(f"entity {key}", f"{recall[key]:.1f}")
     counts = metrics["counts"]
     table.add_row("answered / failed", f"{counts['answered']} / {counts['failed']}")
     for reason, count in counts.get("failed_reasons", {}).items():
-        table.add_row(f"  failed: {escape(reason)}", str(count))
+        table.add_row(shown(f"  failed: {reason}"), str(count))
     for name, stage in metrics["timings"].items():
         note = " (cached)" if stage.get("cached") else ""
         table.add_row(f"time {name}", f"{stage['seconds']:.2f} s{note}")
@@ -147,7 +177,7 @@ def summary(benchmark: Benchmark, metrics: dict, out: Path) -> None:
     for name, baseline in metrics.get("baselines", {}).items():
         table.add_row(f"baseline {name}", str(_dotted(baseline, first) if first else None))
     stderr.print(table)
-    stderr.print(f"run directory: {out}", highlight=False, markup=False)
+    say(f"run directory: {out}")
 
 
 def bench_command(
@@ -171,6 +201,11 @@ def bench_command(
         None, "--out", help="Run directory (default runs/<benchmark>-<pipeline>-<prompt>)."
     ),
     overrides: list[str] = typer.Option([], "--set", help="Pipeline override a.b=c (repeatable)."),
+    trust_remote_code: bool = typer.Option(
+        False,
+        "--trust-remote-code",
+        help="Let the reader run code from its model's repository (a pipeline file cannot).",
+    ),
     baselines: bool = typer.Option(
         False, "--baselines", help="Also no-retrieval and oracle-entity baselines."
     ),
@@ -187,6 +222,10 @@ def bench_command(
     check: bool = typer.Option(
         False, "--check", help="Exit 1 when metrics are outside expected.yaml's tolerance."
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace a run of another configuration in --out."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the run's metrics on stdout."),
 ) -> None:
     """Run a benchmark: resumable, stage-cached, officially scored."""
     with user_errors():
@@ -203,19 +242,27 @@ def bench_command(
             limit=limit,
             baselines=baselines,
             retrieval_only=retrieval_only,
+            defaults=pipeline_defaults(pipeline, plugin),
         )
-        with Pipeline.load(pipeline, overrides) as pipe:
+        with Pipeline.load(pipeline, overrides, trust_remote_code=trust_remote_code) as pipe:
             if prompt:
                 pipe = pipe.with_prompt(prompt)
             pipe.check()
             if out is None:
                 stem = Path(pipe.name).stem if pipe.name.endswith(".yaml") else pipe.name
+                stem = pipe.config.get("name") or stem  # the pipeline's name: (demo, real-text)
                 what = "retrieval" if spec.retrieval_only else pipe.template.ref.replace("/", "_")
                 out = Path("runs") / f"{benchmark}-{stem}-{what}"
-            metrics = BenchRunner(pipe, spec, out, cache=cache, use_cache=not no_cache).run()
+            runner = BenchRunner(
+                pipe, spec, out, cache=cache, use_cache=not no_cache, overwrite=overwrite,
+                notify=lambda line: say(f"note: {line}"),
+            )  # fmt: skip
+            metrics = runner.run()
         summary(plugin, metrics, out)
+        if as_json:
+            print_json(metrics)
         if pipe.config.get("notice"):
-            stderr.print(f"note: {pipe.config['notice']}", highlight=False, markup=False)
+            say(f"note: {pipe.config['notice']}")
         name = pipe.config.get("name") or Path(pipe.name).stem
         if check and not check_expected(plugin, name, metrics["template"], metrics):
             raise typer.Exit(1)

@@ -1,8 +1,17 @@
-"""Shared CLI helpers: stderr console, one-line user errors, JSON on stdout."""
+"""Shared CLI helpers: stderr console, one-line user errors, JSON on stdout, and the one way
+user-provided text reaches the terminal.
+
+Text from users and their files (paths, questions, answers, KB passages, names) is never parsed
+as rich markup (`x[bold red]y.jsonl` is shown as it is, `[/]` does not crash) and its control
+characters and ANSI escapes are shown escaped (`\x1b[31m`), so a file cannot recolour, clear or
+rewrite the user's terminal and an error stays on one line. `shown()` and `say()` do both; files
+and JSON on stdout keep the text exact.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,23 +19,64 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from ragvqa.errors import UserError
+from ragvqa.io import WRITE_ERRORS
 
 stderr = Console(stderr=True)
+
+# C0 and C1 controls, DEL, line and paragraph separators, bidirectional overrides and isolates
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def plain(value: Any) -> str:
+    """`value` as text for a terminal: control characters written as escapes (`\\n`,
+    `\\x1b`, `\\u202e`), everything else as it is."""
+    return _CONTROL.sub(_escape_char, str(value))
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def shown(value: Any, style: str = "") -> Text:
+    """User text as a rich renderable (table cell, title, panel body): escaped by `plain`,
+    never parsed as markup."""
+    return Text(plain(value), style=style)
+
+
+def say(message: Any, style: str = "") -> None:
+    """One line of text on stderr, as it is (no markup, no highlighting, no wrapping)."""
+    stderr.print(shown(message, style), soft_wrap=True, highlight=False)
 
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn a `UserError` into one line on stderr and exit status 2 (no traceback)."""
+    """Turn a `UserError` into one line on stderr and exit status 2 (no traceback); so too a
+    full disk, quota or read-only file system met outside the atomic writers."""
     try:
         yield
     except UserError as exc:
-        stderr.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        _error(str(exc))
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRORS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        _error(f"{where}cannot write ({exc.strerror or exc})")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
-        stderr.print("[yellow]interrupted[/]")
+        say("interrupted", "yellow")
         raise typer.Exit(130) from None
+
+
+def _error(message: str) -> None:
+    stderr.print(Text.assemble(("error: ", "bold red"), plain(message)), soft_wrap=True)
 
 
 def print_json(obj: Any) -> None:
@@ -42,10 +92,11 @@ def show_mapping(title: str, data: dict[str, Any], as_json: bool) -> None:
         return
     from rich.table import Table
 
-    table = Table(title=title, show_header=False)
+    table = Table(title=shown(title), show_header=False)
     for key, value in _flat_items(data):
-        shown = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else value
-        table.add_row(key, "-" if value is None else str(shown))
+        number = isinstance(value, int) and not isinstance(value, bool)
+        cell = "-" if value is None else f"{value:,}" if number else value
+        table.add_row(shown(key), shown(cell))
     stderr.print(table)
 
 

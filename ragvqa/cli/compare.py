@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from ragvqa.cli.common import print_json, stderr, user_errors
+from ragvqa.cli.common import print_json, say, shown, stderr, user_errors
 
 if TYPE_CHECKING:  # numpy stays out of `ragvqa --help`
     from ragvqa.eval.compare import Comparison, Flip
@@ -26,15 +25,27 @@ def _num(value: float | None, signed: bool = False) -> str:
     return f"{value:+.2f}" if signed else f"{value:.2f}"
 
 
+def _header(result: Comparison) -> None:
+    """Which runs are compared: each one's folder, pipeline and answer template."""
+    for side, info in (("A", result.info_a), ("B", result.info_b)):
+        if info is not None:
+            pipeline, template = info.pipeline or "-", info.template or "-"
+            say(f"{side}: {info.path}  pipeline {pipeline}  template {template}")
+
+
 def _metrics_table(result: Comparison) -> Table:
-    table = Table(title=f"{result.dataset}: B = {result.run_b} vs A = {result.run_a}")
+    from ragvqa.eval.names import metric_label
+
+    table = Table(title=shown(f"{result.dataset}: B - A"))
     table.add_column("metric")
-    for column in ("A", "B", "B - A", "95% interval", ""):
+    for column in ("A", "B", "B - A", "95% interval", "verdict"):
         table.add_column(column, justify="right")
     for m in result.metrics:
         interval = f"[{_num(m.low, True)}, {_num(m.high, True)}]" if m.low is not None else "-"
-        verdict = "excludes 0" if m.excludes_zero else ""
-        table.add_row(m.name, _num(m.a), _num(m.b), _num(m.delta, True), escape(interval), verdict)
+        verdict = "excludes 0" if m.excludes_zero else "-"
+        label = metric_label(m.name)
+        cells = (label, _num(m.a), _num(m.b), _num(m.delta, True), interval, verdict)
+        table.add_row(*(shown(c) for c in cells))
     return table
 
 
@@ -46,7 +57,7 @@ def _flips_table(title: str, flips: tuple[Flip, ...], show: int) -> Table:
         table.add_column(column)
     for f in flips[:show]:
         cells = (f.data_id, f.question, f.prediction_a, f.prediction_b, " | ".join(f.gold_answers))
-        table.add_row(*(escape(c) for c in cells))
+        table.add_row(*(shown(c) for c in cells))
     return table
 
 
@@ -68,13 +79,20 @@ def compare_command(
         result = compare_runs(run_a, run_b, resamples=resamples, seed=seed)
     if json_out:
         print_json(result.to_json())
+    _header(result)
     stderr.print(_metrics_table(result))
-    stderr.print(
+    say(
         f"paired on {result.common} questions; only in A: {result.only_a}; only in B: "
         f"{result.only_b}; not scored in A or B: {result.unscored}; {result.resamples} "
-        f"resamples, seed {result.seed}",
-        highlight=False,
+        f"resamples, seed {result.seed}"
     )
-    if show > 0:
-        stderr.print(_flips_table("wrong in A, right in B", result.fixed, show))
-        stderr.print(_flips_table("right in A, wrong in B", result.broken, show))
+    flips = len(result.fixed) + len(result.broken)
+    say(
+        f"predictions changed: {result.changed} of {result.common} questions "
+        f"({len(result.fixed)} now right, {len(result.broken)} now wrong, "
+        f"{result.changed - flips} scored the same)"
+    )
+    titled = (("wrong in A, right in B", result.fixed), ("right in A, wrong in B", result.broken))
+    for title, rows in titled:
+        if show > 0 and rows:  # an empty table is left out (the line above counts it)
+            stderr.print(_flips_table(title, rows, show))

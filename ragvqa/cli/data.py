@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from ragvqa.cli.common import print_json, stderr, user_errors
+from ragvqa.cli.common import print_json, say, shown, stderr, user_errors
 from ragvqa.errors import UserError
 
 app = typer.Typer(
@@ -106,18 +106,18 @@ def _show_list(rows: list[dict[str, Any]], root: Path | None) -> None:
     from ragvqa.data.catalogue import human_size
 
     colours = {"present": "green", "partial": "yellow", "absent": "red"}
-    table = Table(title=f"data catalogue · root {root}" if root else "data catalogue")
+    table = Table(title=shown(f"data catalogue · root {root}" if root else "data catalogue"))
     for column in ("name", "kind", "size", "benchmarks", "status"):
         table.add_column(column, justify="right" if column == "size" else "left")
     for row in rows:
         state = row["status"] or "-"
         colour = colours.get(state)
         table.add_row(
-            row["name"],
-            row["kind"],
+            shown(row["name"]),
+            shown(row["kind"]),
             human_size(row["size"], row["size_exact"]),
-            ", ".join(row["benchmarks"]),
-            f"[{colour}]{state}[/]" if colour else state,
+            shown(", ".join(row["benchmarks"])),
+            shown(state, colour or ""),
         )
     stderr.print(table)
     if root is None:
@@ -149,18 +149,13 @@ def fetch_command(
             result = fetch(artefact, root, policy=policy, progress=progress)
             if result.outcome == "manual":
                 manual.append(result.name)
-                stderr.print(
-                    f"[yellow]manual[/] {result.name}: {result.instructions}",
-                    highlight=False,
-                    soft_wrap=True,
-                )
+                line = shown(f" {result.name}: {result.instructions}")
+                stderr.print(shown("manual", "yellow") + line, soft_wrap=True)
             else:
-                stderr.print(f"{result.outcome} {result.name}: {result.path}", highlight=False)
+                say(f"{result.outcome} {result.name}: {result.path}")
         if manual:
-            stderr.print(
-                f"[yellow]not fetched (get by hand, see above):[/] {', '.join(manual)}",
-                highlight=False,
-            )
+            head = shown("not fetched (get by hand, see above):", "yellow")
+            stderr.print(head + shown(f" {', '.join(manual)}"), soft_wrap=True)
             raise typer.Exit(1)
 
 
@@ -214,7 +209,7 @@ def verify_command(
 def _show_verify(report: dict[str, Any]) -> None:
     from rich.table import Table
 
-    table = Table(title=f"data under {report['root']}")
+    table = Table(title=shown(f"data under {report['root']}"))
     for column in ("name", "status", "checks"):
         table.add_column(column)
     for check in report["artefacts"]:
@@ -227,12 +222,12 @@ def _show_verify(report: dict[str, Any]) -> None:
             expected = check.get("records_expected")
             tail = f" (expected {expected:,})" if expected is not None else ""
             notes.append(f"{check['records']:,} records{tail}")
-        verdict = "" if check["ok"] else "[red]FAIL[/] "
-        table.add_row(check["name"], check["status"], verdict + ", ".join(notes))
+        verdict = shown("" if check["ok"] else "FAIL ", "red")
+        table.add_row(shown(check["name"]), shown(check["status"]), verdict + ", ".join(notes))
     stderr.print(table)
     for name, found in report["benchmarks"].items():
         if found["questions"] is None:
-            stderr.print(f"{name}: no questions file at {found['questions_file']}", highlight=False)
+            say(f"{name}: no questions file at {found['questions_file']}")
             continue
         roots = ", ".join(
             f"{key} {'present' if root['present'] else 'absent'}"

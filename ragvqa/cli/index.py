@@ -81,12 +81,18 @@ def build(
                 ef_search=ef_search,
             ),
         )
+        from ragvqa.index import manifest as files
+        from ragvqa.io import check_output_folder
+
+        written = (files.MANIFEST, files.BUILD, files.FAISS_FILE, files.VECTORS_FILE, "emb")
+        check_output_folder(out, written, {"--kb": kb, "--encoder": encoder}, option="--out")
         manifest = build_index(params, out, device=device, progress=progress)
         stderr.print(
             f"{manifest['documents']} passages, {manifest['index_vectors']} vectors "
             f"({manifest['vectors_per_document']} x {manifest['dim']} per passage), "
             f"{manifest['faiss']['kind']} index in {out}",
             highlight=False,
+            markup=False,
         )
 
 
@@ -118,17 +124,23 @@ def verify(
         None, "--kb", help="KB to check against (default: the one recorded in the manifest)."
     ),
 ) -> None:
-    """Re-hash every file, check counts, and check the KB fingerprint; exit 2 on a mismatch."""
+    """Re-hash every file against the manifest's sha256, check counts, and check the KB
+    fingerprint; exit 2 on a mismatch."""
     with user_errors():
-        from ragvqa.index.manifest import check_files, check_kb
+        from ragvqa.index.manifest import QUICK, check_files, check_kb
         from ragvqa.index.search import PassageIndex
 
         manifest, store = _open(folder, kb)
         check_files(folder, manifest, hashes=True)
         check_kb(manifest, store)
         PassageIndex(folder, store)  # loads the faiss index and checks its vector count
+        old = any(QUICK not in meta for meta in manifest["files"].values())
+        note = (
+            "; no head-tail fingerprints (an older build): opening it checks sizes only, "
+            "building again in this folder records them (the stored vectors are reused)"
+        )
         stderr.print(
             f"OK: {len(manifest['files'])} files, {manifest['index_vectors']} vectors, "
-            f"KB {manifest['kb']['fingerprint']}",
+            f"KB {manifest['kb']['fingerprint']}" + (note if old else ""),
             highlight=False,
         )

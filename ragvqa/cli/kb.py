@@ -44,12 +44,22 @@ def build(
             images_dir=images_dir,
             images_map=images_map,
         )
+        from ragvqa.io import check_output_folder
+        from ragvqa.kb.store import MANIFEST, STATE
+
+        inputs = {"--input": input, "--images-dir": images_dir or None}
+        inputs["--images-map"] = images_map or None
+        check_output_folder(out, (MANIFEST, STATE, "passages"), inputs, option="--out")
         manifest = build_kb(params, out, progress=progress)
+        duplicates = manifest.get("duplicate_pages") or 0  # KBs built before it was counted
         stderr.print(
             f"{manifest['pages']} pages -> {manifest['passages']} passages, "
-            f"{manifest['skipped_entries']} entries skipped, {manifest['images']} images "
+            f"{manifest['skipped_entries']} entries skipped"
+            + (f" ({duplicates} duplicate pages, first kept)" if duplicates else "")
+            + f", {manifest['images']} images "
             f"({manifest['missing_images']} missing) in {out}",
             highlight=False,
+            markup=False,
         )
 
 

@@ -4,12 +4,29 @@ Engine arguments (dtype, max_model_len, tensor_parallel_size, gpu_memory_utiliza
 limit_mm_per_prompt, enforce_eager, ...) come from the pipeline YAML unchanged. vLLM starts a
 separate engine process: a script that creates this generator needs an
 `if __name__ == "__main__":` guard. vLLM is imported only here.
+
+The engine process, and the worker processes it starts (where the model lives), die with the
+process that started them, however that one ends (`kill -9` included), instead of staying
+behind with the model in memory: on Linux, while `LLM()` starts the engine, vLLM's process entry
+points are wrapped so that each process first asks the kernel for SIGKILL when its parent dies
+(`prctl(PR_SET_PDEATHSIG)`). The kernel sends it when the *thread* that started the process
+ends, so this is done only for an engine started from the main thread, or from a thread that
+says it lives as long as the engine (`outlives_engine`, as `ragvqa.startup.Background`'s do);
+vLLM starts its workers from the engine process's main thread.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import importlib
+import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ragvqa.errors import UserError
@@ -24,7 +41,12 @@ class VLLMGenerator:
 
     backend = "vllm"
 
-    def __init__(self, model: str, *, layout: str = "chat", **engine_args: Any):
+    @staticmethod
+    def preload() -> Any:
+        """Import vLLM (seconds of imports) and return its `LLM` class. The pipeline calls it
+        in its main thread before starting the engine in a background thread
+        (`Components.start_generator`), so that vLLM's imports do not interleave with those
+        of the main thread (an import of the same package in two threads can deadlock)."""
         # vLLM logs to stdout by default; ragvqa keeps stdout for data (`answer --json`), so
         # its logs (and its engine process's, which inherits the variables) go to stderr, and
         # only warnings unless the user asks for more (VLLM_LOGGING_LEVEL=INFO)
@@ -34,10 +56,17 @@ class VLLMGenerator:
             from vllm import LLM
         except ImportError:
             raise UserError("vLLM is not installed: pip install 'ragvqa[gpu]' (or [cpu])") from None
+        return LLM
+
+    def __init__(self, model: str, *, layout: str = "chat", **engine_args: Any):
+        LLM = self.preload()  # noqa: N806 (vLLM's class)
         self.model, self.layout = model, check_layout(layout)
         engine_args.setdefault("trust_remote_code", False)
+        if os.environ["VLLM_LOGGING_LEVEL"].upper() in ("ERROR", "CRITICAL"):  # `ragvqa` (no -v)
+            engine_args.setdefault("use_tqdm_on_load", False)  # nor the weights' loading bar
         try:
-            self.llm = LLM(model=model, **engine_args)
+            with _engine_dies_with_parent():
+                self.llm = LLM(model=model, **engine_args)
         except (OSError, ValueError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise UserError(f"vLLM cannot load {model!r} ({first})") from None
@@ -83,3 +112,86 @@ class VLLMGenerator:
             )
             for out in outputs
         ]
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# vLLM's process entry points: its engine process, and the engine's worker processes
+ENTRY_POINTS = {
+    "engine": ("vllm.v1.engine.core", "EngineCoreProc", "run_engine_core"),
+    "worker": ("vllm.v1.executor.multiproc_executor", "WorkerProc", "worker_main"),
+}
+_originals: dict[str, Callable[..., Any]] = {}  # vLLM's own, while wrapped (a fork inherits it)
+
+
+@contextlib.contextmanager
+def _engine_dies_with_parent() -> Iterator[None]:
+    """While vLLM starts its engine process, give that process `_engine_process_main` as its
+    entry point (vLLM reads it then; a spawned process finds it by module name). Nothing is
+    changed off Linux, in a thread that may end before the engine (any but the main thread or
+    one marked `outlives_engine`), or for a vLLM without that entry point."""
+    thread = threading.current_thread()
+    lasting = thread is threading.main_thread() or getattr(thread, "outlives_engine", False)
+    if not (sys.platform.startswith("linux") and lasting):
+        yield
+        return
+    restore = _wrap("engine", _engine_process_main)
+    try:
+        yield
+    finally:
+        restore()
+
+
+def _wrap(kind: str, wrapper: Callable[..., Any]) -> Callable[[], None]:
+    """Make `wrapper` the `kind` entry point; returns what undoes it (a no-op where vLLM has
+    no such entry point)."""
+    module, name, attr = ENTRY_POINTS[kind]
+    owner = getattr(_import(module), name, None)
+    original = vars(owner).get(attr) if owner is not None else None
+    if not isinstance(original, staticmethod):
+        return lambda: None
+    _originals[kind] = original.__func__
+    setattr(owner, attr, staticmethod(wrapper))
+
+    def restore() -> None:
+        setattr(owner, attr, original)
+        _originals.pop(kind, None)
+
+    return restore
+
+
+def _import(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:  # another vLLM layout: its processes are left as they are
+        return None
+
+
+def _original(kind: str) -> Callable[..., Any]:
+    """vLLM's own entry point: kept in a forked process, unwrapped in a spawned one."""
+    if kind in _originals:
+        return _originals[kind]
+    module, name, attr = ENTRY_POINTS[kind]
+    return getattr(getattr(_import(module), name), attr)
+
+
+def _engine_process_main(*args: Any, **kwargs: Any) -> Any:
+    """The engine process: dies with its parent, and so do the workers it starts."""
+    _die_with_parent()
+    _wrap("worker", _worker_process_main)  # for good: this process is vLLM's
+    return _original("engine")(*args, **kwargs)
+
+
+def _worker_process_main(*args: Any, **kwargs: Any) -> Any:
+    """An engine's worker process (the model lives here): dies with the engine."""
+    _die_with_parent()
+    return _original("worker")(*args, **kwargs)
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel for SIGKILL when the parent dies; exit now if it already has."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        return
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(1)  # the parent died before the request was made

@@ -24,18 +24,24 @@ import numpy as np
 from ragvqa import __version__
 from ragvqa.errors import UserError
 from ragvqa.index import faiss_index as fx
-from ragvqa.index.documents import document_text
-from ragvqa.index.manifest import BUILD, FORMAT, MANIFEST, checkpoint_identity
+from ragvqa.index.documents import check_template, document_text
+from ragvqa.index.manifest import (
+    BUILD,
+    FAISS_FILE,
+    FORMAT,
+    MANIFEST,
+    QUICK,
+    VECTORS_FILE,
+    checkpoint_identity,
+    file_entry,
+)
 from ragvqa.index.ray_engine import encode_with_ray
 from ragvqa.index.shards import iter_shards, missing_shards, shard_ranges, write_shard
-from ragvqa.io import atomic_path, sha256_file, write_json
+from ragvqa.io import atomic_path, head_tail_sha256, write_json
 from ragvqa.kb.store import KBStore
 from ragvqa.models.checkpoint import parse_dtype
 from ragvqa.models.encoders import encoder_spec, load_encoder
 from ragvqa.progress import ProgressBar
-
-FAISS_FILE = "faiss.index"
-VECTORS_FILE = "vectors.f16.npy"
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,12 @@ class IndexParams:
 def _check_build_state(out: Path, state: dict[str, Any]) -> None:
     path = out / BUILD
     if path.is_file():
-        previous = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            previous = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise UserError(
+                "not a ragvqa index build state; use a new --out folder", path=str(path)
+            ) from None
         if previous != state:
             raise UserError(
                 "this folder holds an index build of another KB, encoder or settings; "
@@ -117,6 +128,8 @@ def finished_vectors(out: Path, shape: tuple[int, int, int]) -> dict[str, Any] |
         return None
     if stored.shape != shape or (out / VECTORS_FILE).stat().st_size != entry["bytes"]:
         return None
+    if QUICK not in entry:  # a manifest written before head-tail fingerprints
+        entry = {**entry, QUICK: head_tail_sha256(out / VECTORS_FILE)}
     return {
         "entry": entry,
         "images": manifest.get("images"),
@@ -193,9 +206,9 @@ def _training_sample(out: Path, ranges: list, size: int, from_vectors: bool) -> 
 def build_index(
     params: IndexParams, out: str | Path, *, device: str | None = None, progress: bool = True
 ) -> dict[str, Any]:
-    """Build (or resume building) an index folder; returns its manifest."""
+    """Build (or resume building) an index folder; returns its manifest. The settings are
+    checked before anything is written, so a mistyped one leaves no folder behind."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     kb = KBStore(params.kb)
     if len(kb) == 0:
         raise UserError("the KB has no passages", path=params.kb)
@@ -213,9 +226,14 @@ def build_index(
     }
     if params.dtype:  # shards of one build are all encoded in the same dtype
         state["dtype"] = str(parse_dtype(params.dtype)).removeprefix("torch.")
+    n_vec, dim = spec.output_vectors, spec.output_dim
+    check_template(params.doc_template)
+    params.faiss.resolved(len(kb) * n_vec, dim)  # an unknown kind or PQ size fails now
+    if params.engine not in ("local", "ray"):
+        raise UserError(f"unknown engine {params.engine!r} (local or ray)")
+    out.mkdir(parents=True, exist_ok=True)
     _check_build_state(out, state)
     started = time.time()
-    n_vec, dim = spec.output_vectors, spec.output_dim
     earlier = finished_vectors(out, (len(kb), n_vec, dim))
     if earlier is None:
         # with Ray, the actors encode; the model loaded here checks the checkpoint first
@@ -243,8 +261,8 @@ def build_index(
         out, ranges, n_vec, dim, params.faiss, from_vectors=earlier is not None
     )
     files = {
-        FAISS_FILE: _file_entry(out / FAISS_FILE),
-        VECTORS_FILE: earlier["entry"] if earlier else _file_entry(out / VECTORS_FILE),
+        FAISS_FILE: file_entry(out / FAISS_FILE),
+        VECTORS_FILE: earlier["entry"] if earlier else file_entry(out / VECTORS_FILE),
     }
     manifest = {
         "format": FORMAT,
@@ -267,7 +285,3 @@ def build_index(
     write_json(out / MANIFEST, manifest)
     _drop_shards(out)
     return manifest
-
-
-def _file_entry(path: Path) -> dict[str, Any]:
-    return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}

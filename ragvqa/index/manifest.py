@@ -2,25 +2,35 @@
 
 `index.json` records the encoder (source, preset: a ReT preset or "text", config hash, weights
 fingerprint), the document text template, vector shape and count, the KB (path, fingerprint,
-passages), the faiss parameters, and the size and sha256 of every file. Loading checks the cheap
-things (sizes, counts, KB fingerprint, encoder identity); `ragvqa index verify` also re-hashes
-every file.
+passages), the faiss parameters, and the size, sha256 and head-tail fingerprint of every file.
+
+Opening an index checks the cheap things: the manifest's shape, each file's size and its
+head-tail fingerprint (sha256 of the size and the first and last MiB: two reads, whatever the
+size, so a file replaced, truncated or changed near either end is refused on open), counts, KB
+fingerprint and encoder identity. `ragvqa index verify` re-hashes every byte of every file, so
+it also catches a change in the middle of a large file. Manifests written before the head-tail
+fingerprint existed still open (sizes are checked), with a one-line note suggesting `verify`.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from ragvqa.errors import UserError
-from ragvqa.io import sha256_file
+from ragvqa.io import head_tail_sha256, sha256_file
 from ragvqa.models import encoders
 from ragvqa.models.encoders import identity
 
 MANIFEST = "index.json"
 BUILD = "build.json"
 FORMAT = 1
+FAISS_FILE = "faiss.index"
+VECTORS_FILE = "vectors.f16.npy"
+QUICK = "head_tail_sha256"  # a file entry's cheap fingerprint (`ragvqa.io.head_tail_sha256`)
+_NOTED: set[Path] = set()  # folders whose missing quick fingerprints were noted or verified
 
 
 def encoder_identity(model: Any) -> dict[str, str]:
@@ -63,7 +73,57 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         manifest = None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise UserError("index.json is not a ragvqa index manifest", path=str(path))
+    problem = manifest_problem(manifest)
+    if problem:
+        raise UserError(f"not a valid ragvqa index manifest: {problem}", path=str(path))
     return manifest
+
+
+_SHAPE = {
+    "files": dict,
+    "kb": dict,
+    "encoder": dict,
+    "faiss": dict,
+    "vectors_per_document": int,
+    "dim": int,
+    "documents": int,
+    "index_vectors": int,
+}
+
+
+def manifest_problem(manifest: dict[str, Any]) -> str | None:
+    """What makes a manifest unusable (a missing or mistyped entry, an empty file list, a
+    file name with a path in it), or None."""
+    from dataclasses import fields
+
+    from ragvqa.index.faiss_index import FaissParams  # numpy stays out of `ragvqa --help`
+
+    for key, kind in _SHAPE.items():
+        if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
+            return f"'{key}' is missing or not {'an object' if kind is dict else 'a number'}"
+    files = manifest["files"]
+    if FAISS_FILE not in files:
+        return f"'files' does not list {FAISS_FILE}" if files else "'files' is empty"
+    for name, meta in files.items():
+        if Path(name).name != name or name in (".", ".."):
+            return f"file name {name!r} is not a plain name in the index folder"
+        if not (
+            isinstance(meta, dict)
+            and isinstance(meta.get("bytes"), int)
+            and isinstance(meta.get("sha256"), str)
+        ):
+            return f"files.{name} needs 'bytes' and 'sha256'"
+    unknown = set(manifest["faiss"]) - {f.name for f in fields(FaissParams)}
+    if unknown:
+        return f"unknown faiss settings {sorted(unknown)}"
+    kb, encoder = manifest["kb"], manifest["encoder"]
+    if not isinstance(kb.get("fingerprint"), str) or not isinstance(kb.get("passages"), int):
+        return "'kb' needs 'fingerprint' and 'passages'"
+    if not all(isinstance(encoder.get(k), str) for k in ("config_hash", "weights_fingerprint")):
+        return "'encoder' needs 'config_hash' and 'weights_fingerprint'"
+    if manifest["vectors_per_document"] < 1 or manifest["dim"] < 1:
+        return "'vectors_per_document' and 'dim' must be at least 1"
+    return None
 
 
 SUMMARY_KEYS = (
@@ -100,8 +160,16 @@ def summary(manifest: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def file_entry(path: Path) -> dict[str, Any]:
+    """A manifest's record of one index file: size, sha256 and head-tail fingerprint."""
+    size = path.stat().st_size
+    return {"bytes": size, "sha256": sha256_file(path), QUICK: head_tail_sha256(path)}
+
+
 def check_files(folder: Path, manifest: dict[str, Any], *, hashes: bool) -> None:
-    """Every file exists with its recorded size (and sha256 when `hashes`)."""
+    """Every file exists with its recorded size and head-tail fingerprint, or, when `hashes`,
+    its recorded sha256 (every byte)."""
+    unfingerprinted = []
     for name, meta in manifest["files"].items():
         path = folder / name
         if not path.is_file():
@@ -114,6 +182,31 @@ def check_files(folder: Path, manifest: dict[str, Any], *, hashes: bool) -> None
             )
         if hashes and sha256_file(path) != meta["sha256"]:
             raise UserError("index file content changed since the build (sha256)", path=str(path))
+        if not hashes and QUICK in meta and head_tail_sha256(path) != meta[QUICK]:
+            raise UserError(
+                "index file content changed since the build (its first or last MiB differs "
+                "from the manifest's fingerprint)",
+                path=str(path),
+            )
+        if QUICK not in meta:
+            unfingerprinted.append(name)
+    _note_unfingerprinted(folder, unfingerprinted, verified=hashes)
+
+
+def _note_unfingerprinted(folder: Path, names: list[str], *, verified: bool) -> None:
+    """Once per folder and process: files an open could check by size only."""
+    key = folder.resolve()
+    if verified:
+        _NOTED.add(key)
+    if names and key not in _NOTED:
+        _NOTED.add(key)
+        print(
+            f"ragvqa: {folder}/{MANIFEST} predates head-tail fingerprints: opening it checks "
+            f"the sizes of {', '.join(names)} only; 'ragvqa index verify {folder}' checks "
+            "every byte",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def check_kb(manifest: dict[str, Any], kb: Any) -> None:

@@ -30,6 +30,18 @@ from ragvqa.kb.store import KBStore
 from ragvqa.types import RetrievalResult, RetrievedPassage
 
 
+def check_index(folder: Path, kb: KBStore, encoder_identity: dict | None = None) -> dict:
+    """An index folder's manifest, checked without reading the faiss index: its files (sizes
+    and head-tail fingerprints), its KB and (when given) its encoder. Milliseconds: the
+    pipeline runs it before starting a reader's engine, so a mismatch fails at once."""
+    manifest = read_manifest(folder)
+    check_files(folder, manifest, hashes=False)
+    check_kb(manifest, kb)
+    if encoder_identity is not None:
+        check_encoder(manifest, encoder_identity)
+    return manifest
+
+
 class PassageIndex:
     """An index folder opened for search, checked against its KB (and encoder, when given)."""
 
@@ -49,11 +61,7 @@ class PassageIndex:
         candidates would otherwise be 1.8 GB of faiss results at once)."""
         self.folder = Path(folder)
         self.chunk = chunk
-        self.manifest = read_manifest(self.folder)
-        check_files(self.folder, self.manifest, hashes=False)
-        check_kb(self.manifest, kb)
-        if encoder_identity is not None:
-            check_encoder(self.manifest, encoder_identity)
+        self.manifest = check_index(self.folder, kb, encoder_identity)
         self.kb = kb
         self.n_vec = int(self.manifest["vectors_per_document"])
         others = sorted(set(search or {}) - set(fx.SEARCH_TIME))

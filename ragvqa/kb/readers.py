@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from ragvqa.data.m2kr import load_rows
 from ragvqa.errors import UserError
+from ragvqa.io import decoded_lines
 from ragvqa.kb.jsonstream import JSONStreamError, iter_object_items
 
 FORMATS = ("evqa", "wiki6m", "ret-m2kr", "m2kr", "wiki-leads")
@@ -79,10 +80,10 @@ class Source:
             members = [m for m in archive.infolist() if m.filename.endswith(suffix)]
             if not members:
                 raise UserError(f"no *{suffix} file inside the zip", path=str(self.path))
-            return io.TextIOWrapper(archive.open(members[0]), encoding="utf-8")
+            return io.TextIOWrapper(archive.open(members[0]), encoding="utf-8-sig")
         if self.path.suffix == ".gz":
-            return io.TextIOWrapper(gzip.GzipFile(fileobj=raw), encoding="utf-8")
-        return io.TextIOWrapper(raw, encoding="utf-8")
+            return io.TextIOWrapper(gzip.GzipFile(fileobj=raw), encoding="utf-8-sig")
+        return io.TextIOWrapper(raw, encoding="utf-8-sig")  # a BOM at the start is dropped
 
     def done(self) -> int:
         """Bytes of the file consumed so far (compressed bytes for .zip / .gz)."""
@@ -132,16 +133,18 @@ def read_evqa(source: Source) -> Iterator[Entry]:
 
 
 def _jsonl(source: Source, suffix: str) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed JSON or None) per non-blank line; lines are decoded one by one
+    from the bytes, so text that is not UTF-8 is reported on its own line."""
     with source.open(suffix) as fh:
         lineno = 0
         try:
-            for lineno, line in enumerate(fh, start=1):  # noqa: B007
+            for lineno, line in enumerate(decoded_lines(fh, source.path), start=1):  # noqa: B007
                 if line.strip():
                     try:
                         yield lineno, json.loads(line)
                     except json.JSONDecodeError:
                         yield lineno, None
-        except (UnicodeDecodeError, EOFError, OSError) as exc:
+        except (EOFError, OSError, zipfile.BadZipFile) as exc:
             raise UserError(
                 f"cannot read ({exc})", path=str(source.path), line=lineno + 1
             ) from None

@@ -4,7 +4,8 @@
 image files, index files, top-k, reranker settings) and asks the cache first, so a second run
 that changes only the prompt re-runs only rendering and generation. Files live under
 `<root>/stages/<stage>-<key>.*` and are written atomically; a cache entry that cannot be read
-(a truncated file) is computed again.
+(a truncated or half-written file, a line naming a passage the KB lacks) is computed again
+and written anew: a damaged cache never stops a run.
 """
 
 from __future__ import annotations
@@ -36,10 +37,14 @@ class StageCache:
         if not (self.enabled and path.is_file()):
             return None
         try:
-            with np.load(path) as data:
-                return data["vectors"], data["present"]
+            data = np.load(path)  # never pickles (allow_pickle is off)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                return None  # a lone .npy array in its place
+            with data:
+                vectors, present = data["vectors"], data["present"]
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-            return None  # a damaged entry is computed again
+            return None  # a damaged (truncated, half-written) entry is computed again
+        return (vectors, present) if len(vectors) == len(present) else None
 
     def save_vectors(self, key: str, vectors: Any, present: Any) -> None:
         import numpy as np
@@ -54,19 +59,9 @@ class StageCache:
         if not (self.enabled and path.is_file()):
             return None
         try:
-            rows = [obj for _, obj in iter_jsonl(path)]
-        except UserError:
-            return None  # a damaged entry is computed again
-        results = []
-        for obj in rows:
-            pairs = obj["passages"]
-            passages = kb.passages([kb.row_of(pid) for pid, _ in pairs])
-            ranked = tuple(
-                RetrievedPassage(p, float(s), i)
-                for i, (p, (_, s)) in enumerate(zip(passages, pairs, strict=True))
-            )
-            results.append(RetrievalResult(obj["query_id"], ranked))
-        return results
+            return [_result(obj, kb) for _, obj in iter_jsonl(path)]
+        except (UserError, KeyError, TypeError, ValueError):
+            return None  # a damaged entry (or one naming passages the KB lacks) is computed again
 
     def save_results(self, stage: str, key: str, results: Sequence[RetrievalResult]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -78,3 +73,14 @@ class StageCache:
             for r in results
         )
         write_jsonl(self.path(stage, key, ".jsonl"), rows)
+
+
+def _result(obj: dict[str, Any], kb: Any) -> RetrievalResult:
+    """One cached line back as ranked passages (their texts read from `kb`)."""
+    pairs = obj["passages"]
+    passages = kb.passages([kb.row_of(pid) for pid, _ in pairs])
+    ranked = tuple(
+        RetrievedPassage(p, float(s), i)
+        for i, (p, (_, s)) in enumerate(zip(passages, pairs, strict=True))
+    )
+    return RetrievalResult(obj["query_id"], ranked)

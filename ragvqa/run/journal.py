@@ -5,7 +5,9 @@ here (one JSON line each, fsynced), under the key of everything generation depen
 template and its hash, settings, the passages of every question). A run killed at any moment and
 started again finds the finished batches and generates only the rest, with the same batches, so
 its answers equal those of an uninterrupted run. A journal written under another key is set
-aside (`<file>.<time>.stale`), never mixed in.
+aside (`<file>.<time>.stale`), never mixed in. A torn last line (a kill or a full disk in the
+middle of an append) is skipped when reading and cut off before the next append, so the next
+record starts on its own line.
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ragvqa.errors import UserError
+from ragvqa.io import WRITE_ERRORS
 from ragvqa.types import Answer, ChatMessage, ChatPrompt, ImagePart, TextPart
+
+BLOCK = 1 << 16  # bytes read at a time when looking back for the last line
 
 
 class Journal:
@@ -36,11 +42,10 @@ class Journal:
         by_id = {a.query_id: a for a in retrieved}
         with self.path.open("r", encoding="utf-8") as fh:
             for line in fh:
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError:
+                obj = _entry(line)
+                if obj is None:
                     continue  # the line a kill cut short
-                if obj.get("key") != key:
+                if obj["key"] != key:
                     self.path.replace(self.path.with_suffix(f".{int(time.time())}.stale"))
                     return {}
                 record = obj["record"]
@@ -49,16 +54,75 @@ class Journal:
         return done
 
     def append(self, key: str, answers: Sequence[Answer]) -> None:
-        """Add a finished batch (one write, flushed and fsynced)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Add a finished batch (one write, flushed and fsynced) after a complete last line.
+
+        Raises:
+            UserError: the disk is full (or read-only): the batch is not journaled.
+        """
         text = "".join(
             json.dumps({"key": key, "record": _record(a)}, ensure_ascii=False) + "\n"
             for a in answers
         )
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(text)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._mend_tail()
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            if exc.errno not in WRITE_ERRORS:
+                raise
+            raise UserError(f"cannot write ({exc.strerror})", path=str(self.path)) from None
+
+    def _mend_tail(self) -> None:
+        """End the file with a newline: a complete last record without one gets it, a torn one
+        (not a whole JSON record) is cut off."""
+        try:
+            fh = self.path.open("rb+")
+        except FileNotFoundError:
+            return
+        with fh:
+            end = fh.seek(0, os.SEEK_END)
+            if end == 0:
+                return
+            fh.seek(end - 1)
+            if fh.read(1) == b"\n":
+                return
+            start = _last_line_start(fh, end)
+            fh.seek(start)
+            tail = fh.read()
+            if _entry(tail.decode("utf-8", errors="replace")) is not None:
+                fh.write(b"\n")
+            else:
+                fh.truncate(start)
             fh.flush()
             os.fsync(fh.fileno())
+
+
+def _last_line_start(fh: Any, end: int) -> int:
+    """The offset just after the last newline before `end` (0 when there is none)."""
+    pos = end
+    while pos > 0:
+        step = min(BLOCK, pos)
+        fh.seek(pos - step)
+        block = fh.read(step)
+        found = block.rfind(b"\n")
+        if found >= 0:
+            return pos - step + found + 1
+        pos -= step
+    return 0
+
+
+def _entry(line: str) -> dict[str, Any] | None:
+    """A journal line as {"key", "record"}, or None for a torn or foreign line."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict) or not isinstance(obj.get("record"), dict):
+        return None
+    return obj if "key" in obj and "data_id" in obj["record"] else None
 
 
 def _record(a: Answer) -> dict[str, Any]:

@@ -9,6 +9,7 @@ Layout of RUN/:
 - `metrics.json`: `{"benchmark", "pipeline", "official": <the scorer's metrics>, "retrieval":
   {"entity_recall": {...}, "pseudo_recall": {...}}, "counts": {...}, "timings": {...},
   "baselines": {...}}`.
+- `.ragvqa.lock`: while a run writes the directory, who runs it (see `ragvqa.run.lock`).
 
 A `RunRecord` line holds everything a reader of one answer needs: the question, the scored
 answer and the raw output, the template id@version and hash, the passages retrieved (ids,

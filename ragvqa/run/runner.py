@@ -7,6 +7,11 @@ cannot be answered (empty question, missing, unreadable or oversized image) is r
 failed with its reason, scores 0 and is counted; the run goes on. Every file is written
 atomically, and `predictions.jsonl` and `metrics.json` only once everything is done.
 
+The run directory is guarded (`ragvqa.run.folder`): an output that is one of the inputs is
+refused, the directory is locked against a second process, a directory holding a run of another
+configuration is refused unless `overwrite`, and nothing in it is written before the questions
+have been read and checked.
+
 A retrieval-only run (`retrieval_only=True`, or a benchmark without an official scorer) stops
 after the retrieval stages: recall@K without loading a reader.
 """
@@ -15,19 +20,20 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ragvqa.benchmarks import Benchmark, get_benchmark
 from ragvqa.errors import UserError
-from ragvqa.eval.retrieval_metrics import entity_recall, pseudo_recall
-from ragvqa.io import atomic_writer, write_json, write_jsonl
+from ragvqa.eval.retrieval_metrics import entity_recall, pseudo_recall, recall_ks
+from ragvqa.io import atomic_writer, check_output_folder, write_json, write_jsonl
 from ragvqa.pipeline import Pipeline
 from ragvqa.resources import cache_root
 from ragvqa.run import records
 from ragvqa.run.cache import StageCache
+from ragvqa.run.folder import RESULTS, RunFolder
 from ragvqa.run.journal import Journal
 from ragvqa.run.records import RunRecord
 from ragvqa.types import (
@@ -82,12 +88,17 @@ class BenchRunner:
         use_cache: bool = True,
         progress: bool = True,
         resolved_config: dict[str, Any] | None = None,
+        overwrite: bool = False,
+        notify: Callable[[str], None] | None = None,
     ):
+        """`overwrite` replaces a run of another configuration in `out` (else refused);
+        `notify` is told, in one line, when that happens."""
         self.pipeline, self.spec, self.out = pipeline, spec, Path(out)
         self.benchmark = get_benchmark(spec.benchmark)
         self.cache = StageCache(Path(cache) if cache else cache_root(), use_cache)
         self.progress = progress
         self.resolved_config = resolved_config or pipeline.config
+        self.overwrite, self.notify = overwrite, notify
         self.timings: dict[str, dict[str, Any]] = {}
 
     @property
@@ -96,9 +107,23 @@ class BenchRunner:
 
     def run(self) -> dict[str, Any]:
         started = time.perf_counter()
-        self.out.mkdir(parents=True, exist_ok=True)
-        self._write_config()
-        examples = load_examples(self.benchmark, self.spec)
+        inputs = {f"the {role} file": path for role, path in self.spec.files.items()}
+        inputs |= {f"the {root} image folder": path for root, path in self.spec.images.items()}
+        outputs = (*RESULTS, records.CONFIG, records.WORK)
+        check_output_folder(self.out, outputs, inputs, option="--out")
+        with RunFolder(self.out) as folder:
+            examples = load_examples(self.benchmark, self.spec)  # bad input stops here
+            config = {"pipeline": self.resolved_config, "benchmark": self.spec.to_json()}
+            changes = folder.check(config, overwrite=self.overwrite)
+            folder.commit(config, replace=bool(changes))
+            if changes and self.notify is not None:
+                self.notify(
+                    f"--overwrite: {self.out} held another run ({'; '.join(changes)}); "
+                    "its results are replaced"
+                )
+            return self._run(examples, started)
+
+    def _run(self, examples: list[BenchmarkExample], started: float) -> dict[str, Any]:
         queries = [e.to_query() for e in examples]
         p, work = self.pipeline, self.out / records.WORK
         cache, timings, progress = self.cache, self.timings, self.progress
@@ -122,14 +147,6 @@ class BenchRunner:
                 baselines = self._baselines(examples, answers)
         self.timings["total"] = {"seconds": round(time.perf_counter() - started, 3)}
         return self._finish(examples, answers, baselines)
-
-    def _write_config(self) -> None:
-        import yaml
-
-        resolved = {"pipeline": self.resolved_config, "benchmark": self.spec.to_json()}
-        with atomic_writer(self.out / records.CONFIG) as fh:
-            yaml.safe_dump(resolved, fh, sort_keys=False, allow_unicode=True)
-        write_json(self.out / records.ENVIRONMENT, records.environment())
 
     def _baselines(
         self, examples: Sequence[BenchmarkExample], answers: Sequence[Answer]
@@ -211,9 +228,10 @@ class BenchRunner:
             "official": scored.metrics if scored else None,
         }
         if mode == "index":  # no retrieval, or the gold passages given: nothing to judge
+            ks = recall_ks(self.pipeline.top_k)  # recall@K up to the retrieval depth only
             metrics["retrieval"] = {
-                "entity_recall": entity_recall(results, examples),
-                "pseudo_recall": pseudo_recall(results, examples),
+                "entity_recall": entity_recall(results, examples, ks),
+                "pseudo_recall": pseudo_recall(results, examples, ks),
             }
         metrics |= {
             "counts": {
@@ -230,6 +248,7 @@ class BenchRunner:
                 name: self._score(examples, got).metrics for name, got in baselines.items()
             },
         }
+        write_json(self.out / records.ENVIRONMENT, records.environment())
         write_json(self.out / records.METRICS, metrics)
         return metrics
 
