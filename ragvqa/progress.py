@@ -11,6 +11,12 @@ when stderr is not a terminal (CI, `2> log`, a pipe) nothing is drawn at all.
 
 `transfer=True` shows sizes and speed (downloads: totals in bytes); `info` is free text shown
 after the bar (a training loss, a page count).
+
+A wait of unknown length with nothing to count (a reader engine loading) is a `Spinner`, drawn
+the same way, so the user sees that something is going on instead of a bar frozen at 0%:
+
+    with Spinner("starting reader"):
+        engine = load()
 """
 
 from __future__ import annotations
@@ -116,3 +122,29 @@ class ProgressBar:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+class Spinner:
+    """A spinner with a label ("starting reader...") on stderr while a step of unknown length
+    runs; like `ProgressBar`, nothing is drawn when disabled or when stderr is no terminal, and
+    the line is gone once the step is over (the bar that follows takes its place)."""
+
+    def __init__(self, label: str, *, enabled: bool = True):
+        self.label = label
+        self.shown = enabled and _interactive()
+        self._status: Any = None
+
+    def __enter__(self) -> Spinner:
+        if self.shown:
+            from rich.console import Console
+            from rich.text import Text
+
+            label = Text(f"{self.label}...")  # plain text: a label is never markup
+            self._status = Console(stderr=True).status(label, spinner="dots")
+            self._status.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None

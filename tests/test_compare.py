@@ -20,12 +20,12 @@ from ragvqa.types import ExampleScore
 runner = CliRunner()
 
 
-def write_run(path: Path, records: list[RunRecord]) -> Path:
+def write_run(path: Path, records: list[RunRecord], **metrics: str) -> Path:
     """A finished run directory holding `records` (and a metrics.json, as `bench` writes)."""
     path.mkdir(parents=True)
     lines = [json.dumps(r.to_json()) for r in records]
     (path / "predictions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (path / "metrics.json").write_text(json.dumps({"benchmark": records[0].dataset}))
+    (path / "metrics.json").write_text(json.dumps({"benchmark": records[0].dataset, **metrics}))
     return path
 
 
@@ -59,7 +59,12 @@ def evqa(data_id: str, score: int, qtype: str = "templated") -> RunRecord:
 # B: uq 3/4 = 75, ue 3/4 = 75 (q7 failed: 0) -> final 75
 A_SCORES = [1, 1, 0, 0, 1, 0, 0, 0, None]
 B_SCORES = [1, 0, 1, 1, 1, 1, 1, None, 1]
-A_RANKS = [0, 3, None, 7, 20, 0, None, 0, 9]  # judged: all but q7
+A_RANKS = [0, 3, None, 7, None, 0, None, 0, 9]  # judged: all but q7
+# A retrieved 10 passages a question, B 5: recall@10 is A's only
+
+
+def retrieved(depth: int) -> list[dict]:
+    return [{"rank": i, "passage_id": f"p{i}"} for i in range(depth)]
 
 
 def _by_hand_runs(tmp_path: Path) -> tuple[Path, Path]:
@@ -70,13 +75,16 @@ def _by_hand_runs(tmp_path: Path) -> tuple[Path, Path]:
         return [] if i == 7 else ["Q42"]
 
     recs_a = [
-        infoseek(f"q{i}", split(i), s, gold_entities=gold(i), gold_rank=r)
+        infoseek(f"q{i}", split(i), s, gold_entities=gold(i), gold_rank=r, retrieved=retrieved(10))
         for i, (s, r) in enumerate(zip(A_SCORES, A_RANKS, strict=True))
     ]
     recs_b = [
-        infoseek(f"q{i}", split(i), s, gold_entities=gold(i), gold_rank=None if i == 7 else 0)
+        infoseek(
+            f"q{i}", split(i), s, gold_entities=gold(i), gold_rank=None if i == 7 else 0,
+            retrieved=retrieved(5),
+        )
         for i, s in enumerate(B_SCORES)
-    ]
+    ]  # fmt: skip
     recs_b[7].status, recs_b[7].error = "failed", "generation timed out"
     recs_a.append(infoseek("only_a", "entity", 1))
     recs_b.insert(0, infoseek("only_b", "entity", 1))
@@ -93,11 +101,21 @@ def test_infoseek_metrics_and_flips_worked_by_hand(tmp_path):
     assert m["final_score"].delta == pytest.approx(41.67)
     assert (m["unseen_question_score"].a, m["unseen_question_score"].b) == (50.0, 75.0)
     assert (m["unseen_entity_score"].a, m["unseen_entity_score"].b) == (25.0, 75.0)
-    # recall over the 8 questions with a gold entity: A ranks 0,3,-,7,20,0,-,9; B all 0
+    # recall over the 8 questions with a gold entity: A ranks 0,3,-,7,-,0,-,9; B all 0; B
+    # retrieved 5 passages: no recall@10 (not 100, its recall@5 again)
     assert [m[f"entity_recall@{k}"].a for k in (1, 5, 10)] == [25.0, 37.5, 62.5]
-    assert [m[f"entity_recall@{k}"].b for k in (1, 5, 10)] == [100.0, 100.0, 100.0]
+    assert [m[f"entity_recall@{k}"].b for k in (1, 5, 10)] == [100.0, 100.0, None]
+    assert (m["entity_recall@10"].delta, m["entity_recall@10"].low) == (None, None)
+    assert sorted(n for n in m if n.startswith("entity_recall@")) == [
+        "entity_recall@1", "entity_recall@10", "entity_recall@5"
+    ]  # fmt: skip
     for d in result.metrics:
-        assert d.low is not None and d.high is not None and d.low <= d.high
+        if d.name != "entity_recall@10":
+            assert d.low is not None and d.high is not None and d.low <= d.high
+    # what each run was, and how many answers changed: all but q0 and q4 (the predictions
+    # carry the score), among them q7 (failed in B) and q8 (unscored in A)
+    assert (result.info_a.depth, result.info_b.depth) == (10, 5)
+    assert result.changed == 7
     assert [f.data_id for f in result.fixed] == ["q2", "q3", "q5", "q6"]
     assert [f.data_id for f in result.broken] == ["q1"]
     flip = result.broken[0]
@@ -227,7 +245,7 @@ def test_cli_json_output(tmp_path):
     assert (doc["common"], doc["only_a"], doc["only_b"], doc["resamples"]) == (9, 1, 1, 50)
     assert [f["data_id"] for f in doc["fixed"]] == ["q2", "q3", "q5", "q6"]
     assert doc["broken"][0]["gold_answers"] == ["gold q1"]
-    assert "final_score" in result.stderr and "right in A, wrong in B" in result.stderr
+    assert "Final score" in result.stderr and "right in A, wrong in B" in result.stderr
 
 
 def test_cli_b_worse_still_exits_0_and_table_only_without_json(tmp_path):
@@ -244,3 +262,29 @@ def test_cli_missing_run_is_one_line_exit_2(tmp_path):
     result = runner.invoke(app, ["compare", str(run_a), str(missing)])
     assert result.exit_code == 2
     assert result.stderr.strip() == f"error: {missing}: no such run directory"
+
+
+def test_cli_names_the_runs_counts_changes_that_tie_and_prints_no_empty_table(tmp_path):
+    """Scores tie (each run has e0 right), yet B changed 2 answers; no question flipped, so
+    no flip table is printed, only the count; every column has a header."""
+    recs_a = [evqa("e0", 1), evqa("e1", 0), evqa("e2", 0)]
+    recs_b = [evqa("e0", 1), evqa("e1", 0), evqa("e2", 0)]
+    recs_b[1].prediction, recs_b[2].prediction = "other", "else"
+    run_a = write_run(tmp_path / "a", recs_a, pipeline="p/demo.yaml", template="answer/x@1")
+    run_b = write_run(tmp_path / "b", recs_b, pipeline="p/demo.yaml", template="answer/x@2")
+    result = runner.invoke(app, ["compare", str(run_a), str(run_b), "--resamples", "20"])
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"A: {run_a}  pipeline p/demo.yaml  template answer/x@1"
+    assert lines[1] == f"B: {run_b}  pipeline p/demo.yaml  template answer/x@2"
+    header = next(line for line in lines if "metric" in line)
+    assert [c.strip() for c in header.strip("┃ ").split("┃")] == [
+        "metric", "A", "B", "B - A", "95% interval", "verdict"
+    ]  # fmt: skip
+    assert (
+        "predictions changed: 2 of 3 questions (0 now right, 0 now wrong, 2 scored the same)"
+        in (result.stderr)
+    )
+    assert "wrong in A, right in B" not in result.stderr
+    assert "right in A, wrong in B" not in result.stderr
+    assert "Single hop" in result.stderr and "single_hop" not in result.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,8 @@ from typer.testing import CliRunner
 
 from ragvqa.cli.main import app
 from ragvqa.errors import UserError
-from ragvqa.prompts import PromptLibrary, neutralise, sample_render
+from ragvqa.prompt_versions import golden_problem
+from ragvqa.prompts import PromptLibrary, neutralise
 from ragvqa.types import ImagePart, Passage, RetrievedPassage, TextPart
 
 GOLDEN = Path(__file__).parent / "golden" / "prompts"
@@ -22,11 +22,9 @@ LIBRARY = PromptLibrary()
 
 @pytest.mark.parametrize("ref", LIBRARY.refs())
 def test_golden_render(ref):
-    """Every template version renders exactly as recorded (a change needs a new version)."""
-    golden = GOLDEN / (ref.replace("/", "__") + ".json")
-    assert golden.is_file(), f"no golden render for {ref}: add {golden.name}"
-    rendered = json.loads(json.dumps(asdict(sample_render(LIBRARY.get(ref)))))
-    assert rendered == json.loads(golden.read_text())
+    """Every template version renders exactly as recorded (a change needs a new version); a
+    failure names the command that writes the golden renders."""
+    assert golden_problem(LIBRARY, GOLDEN, ref) is None
 
 
 def test_every_version_is_locked_and_unchanged():
@@ -107,8 +105,10 @@ def test_answer_extraction():
 
 def test_cli_prompts(tmp_path):
     runner = CliRunner()
-    listed = runner.invoke(app, ["prompts", "list"])
+    listed = runner.invoke(app, ["prompts", "list", "--json"])
     assert listed.exit_code == 0 and json.loads(listed.stdout) == LIBRARY.refs()
+    table = runner.invoke(app, ["prompts", "list"])  # a table for people, on stderr only
+    assert table.exit_code == 0 and table.stdout == "" and "answer/no_retrieval@1" in table.stderr
     passages = tmp_path / "p.jsonl"
     passages.write_text(
         json.dumps(

@@ -26,13 +26,14 @@ CHROMIUM_TIMEOUT_S = 60
 
 
 def _passage(pid: str, entity: str, rank: int, text: str = "some text") -> dict:
+    """A retrieved passage as a run record holds it: `rank` 0 is the best (shown as 1)."""
     return {
         "passage_id": pid,
         "page_id": f"page-{entity}",
         "entity_id": entity,
         "title": f"Title {entity}",
         "section": "Intro",
-        "score": 1.0 / rank,
+        "score": 1.0 / (rank + 1),
         "rank": rank,
         "text": text,
     }
@@ -58,8 +59,8 @@ def _records(tmp_path: Path) -> list[RunRecord]:
             gold_answers=["rose"],
             gold_entities=["Q1"],
             gold_entity_names=["Rose"],
-            gold_rank=2,
-            retrieved=[_passage("p9", "Q9", 1), _passage("p1", "Q1", 2, "Rose is a plant")],
+            gold_rank=1,
+            retrieved=[_passage("p9", "Q9", 0), _passage("p1", "Q1", 1, "Rose is a plant")],
             evidence=["p9", "p1"],
             **common,
         ),
@@ -73,7 +74,7 @@ def _records(tmp_path: Path) -> list[RunRecord]:
             question_type="automatic",
             gold_answers=["Paris"],
             gold_entities=["Q2"],
-            retrieved=[_passage("p3", "Q3", 1)],
+            retrieved=[_passage("p3", "Q3", 0)],
             evidence=["p3"],
             **common,
         ),
@@ -98,7 +99,7 @@ def _records(tmp_path: Path) -> list[RunRecord]:
             question_type="templated",
             gold_answers=["no"],
             gold_entities=["Q4"],
-            retrieved=[_passage("p4", "Q4", 1, "<script>alert(2)</script>")],
+            retrieved=[_passage("p4", "Q4", 0, "<script>alert(2)</script>")],
             **common,
         ),
     ]
@@ -119,7 +120,7 @@ def run_dir(tmp_path: Path) -> Path:
             "pseudo_recall": {"recall@1": 0.5, "recall@5": 0.75, "recall@10": 1.0},
         },
         "counts": {"questions": 4, "failed": 1},
-        "timings": {"total": 1.5},
+        "timings": {"encode": {"seconds": 0.5, "cached": True}, "total": {"seconds": 1.5}},
     }
     (run / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
     return run
@@ -177,7 +178,12 @@ def test_page_content_escaping_and_images(run_dir: Path) -> None:
     # header: benchmark, pipeline, model, template, official metrics, the recall plot
     for needle in ("evqa-test-tiny", "ret2-tiny", "tiny-reader", "evqa-short@1"):
         assert needle in text
-    assert "by_question_type.templated" in text
+    # official metrics by their names, recall at each K of the run, stage times
+    assert "By question type: templated" in text and "by_question_type" not in text
+    assert "<td>Entity recall@5</td><td>0.5</td>" in text
+    assert "<td>Pseudo recall@10</td><td>1.0</td>" in text
+    assert "<td>encode</td><td>0.50 s (cached)</td>" in text
+    assert "<td>total</td><td>1.50 s</td>" in text
     (plot,) = [a for a in page.find("img") if a["src"].startswith("data:image/png;base64,")]
     assert Image.open(io.BytesIO(base64.b64decode(plot["src"].split(",", 1)[1]))).format == "PNG"
 
@@ -190,6 +196,13 @@ def test_page_content_escaping_and_images(run_dir: Path) -> None:
         "q4": "wrong",
     }
     assert cards["q3"]["data-split"] == "test" and cards["q1"]["data-qtype"] == "templated"
+
+    # ranks are 1-based, as the prompt's [1], [2]: q1's gold passage is the second
+    assert [a["value"] for a in page.find("li") if a.get("data-passage") in ("p9", "p1")] == [
+        "1",
+        "2",
+    ]
+    assert "first gold passage at rank 2" in text
 
     # the gold entity's passage is marked, and so are the ones the reader saw
     assert page.find("li", **{"data-passage": "p1"})[0]["class"] == "gold seen"
@@ -293,6 +306,7 @@ def _shown(dom: str) -> dict[str, bool]:
     return {a["data-id"]: "hidden" not in a for t, a in page.elements if "data-id" in a}
 
 
+@pytest.mark.engine  # a real headless browser
 def test_chromium_renders_and_filters(run_dir: Path, tmp_path: Path) -> None:
     url = write_report(run_dir).resolve().as_uri()
     started = time.monotonic()

@@ -2,7 +2,9 @@
 
 Without `--json`: a panel with the answer, the evidence the reader saw (entity, section,
 scores) and the other candidates. With `--json`: the whole record (retrieved passages,
-rendered prompt, raw output, timings) on stdout. Bad input is one line and exit 2.
+rendered prompt, raw output, timings, and `startup`: when each component loaded, in seconds
+since the process started) on stdout. Bad input is one line and exit 2. With
+`--server URL`, a running `ragvqa serve` answers instead (no model is loaded here).
 """
 
 from __future__ import annotations
@@ -47,9 +49,14 @@ def validate_image(path: Path) -> str:
 
 def _panel(record: dict[str, Any], show_prompt: bool, notice: str | None) -> None:
     from rich.console import Console
-    from rich.markup import escape
+    from rich.markup import escape as escape_markup
     from rich.panel import Panel
     from rich.table import Table
+
+    from ragvqa.cli.common import plain
+
+    def escape(text: str) -> str:  # user and KB text: control characters escaped, no markup
+        return escape_markup(plain(text))
 
     out = Console()
     table = Table(show_header=True, box=None)
@@ -91,6 +98,16 @@ def answer_command(
         False, "--show-prompt", help="Also print the rendered prompt."
     ),
     overrides: list[str] = typer.Option([], "--set", help="Pipeline override a.b=c (repeatable)."),
+    trust_remote_code: bool = typer.Option(
+        False,
+        "--trust-remote-code",
+        help="Let the reader run code from its model's repository (a pipeline file cannot).",
+    ),
+    server: str | None = typer.Option(
+        None,
+        "--server",
+        help="Ask a running `ragvqa serve` at this URL instead of loading models here.",
+    ),
 ) -> None:
     """Answer one question about an image, with the evidence used."""
     with user_errors():
@@ -98,13 +115,46 @@ def answer_command(
 
         text = validate_question(question)
         path = validate_image(image) if image is not None else None
+        if server:
+            local = {
+                "--pipeline": pipeline,
+                "--set": overrides,
+                "--trust-remote-code": trust_remote_code,
+            }
+            record = _ask_server(
+                server, text, path, prompt, top_k, [k for k, v in local.items() if v]
+            )
+            _output(record, as_json, show_prompt, None)
+            return
         sets = list(overrides) + ([f"retrieval.top_k={top_k}"] if top_k else [])
-        with Pipeline.load(pipeline, sets) as pipe:
+        with Pipeline.load(pipeline, sets, trust_remote_code=trust_remote_code) as pipe:
             if prompt:
                 pipe = pipe.with_prompt(prompt)
             pipe.check()  # unknown components or templates fail before any model loads
             record = pipe.answer(path, text).to_json()
-        if as_json:
-            typer.echo(json.dumps(record, indent=2, ensure_ascii=False))
-        else:
-            _panel(record, show_prompt, pipe.config.get("notice"))
+            record["startup"] = pipe.startup.to_json()  # when each component loaded
+        _output(record, as_json, show_prompt, pipe.config.get("notice"))
+
+
+def _output(record: dict[str, Any], as_json: bool, show_prompt: bool, notice: str | None) -> None:
+    if as_json:
+        typer.echo(json.dumps(record, indent=2, ensure_ascii=False))
+    else:
+        _panel(record, show_prompt, notice)
+
+
+def _ask_server(
+    server: str,
+    question: str,
+    image: str | None,
+    prompt: str | None,
+    top_k: int | None,
+    local: list[str],
+) -> dict[str, Any]:
+    """The record of a running `ragvqa serve`, which answers with its own pipeline (`local`:
+    the options given that only a pipeline loaded here would use)."""
+    from ragvqa.serve.client import answer_remote  # standard library only
+
+    if local:
+        raise UserError(f"{', '.join(local)}: not with --server (its own pipeline answers)")
+    return answer_remote(server, question, image, template=prompt, top_k=top_k)

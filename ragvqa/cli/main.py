@@ -1,9 +1,27 @@
 """`ragvqa`: the top-level typer app. Command groups are small modules imported here; each
-imports heavy libraries only inside its command bodies, so `ragvqa --help` stays fast."""
+imports heavy libraries only inside its command bodies, so `ragvqa --help` stays fast.
+
+Two things are settled here once for every command:
+- what the heavy libraries print: vLLM's and transformers' logs, torch's C++ warnings and Python
+  warnings are hidden unless `ragvqa -v` (warnings) or `-vv` (information) asks for them, set
+  through the environment before those libraries are imported, so the engine processes vLLM
+  starts inherit it too; a variable the user set stays as it is;
+- how `--help` shows options: flags without a type (`--check`, not `--check <bool>`), numbers
+  with a range as their type (`--limit <int> [x>=1]`, not `<int range>`), repeatable options as
+  their element's type (`--set <str>`, not `<list[str]>`): typer's rich help writes a type for
+  every option, flags included.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+import warnings
+from typing import Any
+
 import typer
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from ragvqa import __version__
 from ragvqa.cli.answer import answer_command
@@ -16,9 +34,89 @@ from ragvqa.cli.kb import app as kb_app
 from ragvqa.cli.prompts import app as prompts_app
 from ragvqa.cli.report import report_command
 from ragvqa.cli.score import app as score_app
+from ragvqa.cli.serve import serve_command
 from ragvqa.cli.train import app as train_app
 
+# level per verbosity (ragvqa, -v, -vv) of each library's variable, read at its import
+QUIET = {
+    "VLLM_LOGGING_LEVEL": ("ERROR", "WARNING", "INFO"),
+    "TRANSFORMERS_VERBOSITY": ("error", "warning", "info"),
+    "TORCH_CPP_LOG_LEVEL": ("ERROR", "WARNING", "INFO"),
+    "PYTHONWARNINGS": ("ignore", None, None),  # None: Python's own default
+}
+_USER_SET = frozenset(v for v in QUIET if v in os.environ)
+
+
+def set_verbosity(verbosity: int) -> None:
+    """Quiet the heavy libraries (0), or let their warnings (1) or information (2) through."""
+    level = min(max(verbosity, 0), 2)
+    for var, values in QUIET.items():
+        if var in _USER_SET:
+            continue
+        if values[level] is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = values[level]
+    if level == 0 and "PYTHONWARNINGS" not in _USER_SET:
+        warnings.filterwarnings("ignore")
+    if "VLLM_LOGGING_LEVEL" not in _USER_SET:  # vLLM warns at import, before it reads its level
+        logging.getLogger("vllm").setLevel(logging.ERROR if level == 0 else logging.NOTSET)
+    if "transformers" in sys.modules and "TRANSFORMERS_VERBOSITY" not in _USER_SET:
+        from transformers.utils import logging as hf_logging  # imported already: set it now
+
+        hf_logging.set_verbosity(hf_logging.log_levels[QUIET["TRANSFORMERS_VERBOSITY"][level]])
+
+
+def _quiet_vllm_at_import() -> None:
+    """vLLM warns while it is being imported, before it applies VLLM_LOGGING_LEVEL, and its
+    engine processes import it afresh; they first import this module again (multiprocessing's
+    spawn re-runs the `ragvqa` script), so the level the parent chose is applied here too."""
+    if os.environ.get("VLLM_LOGGING_LEVEL", "").upper() in ("ERROR", "CRITICAL"):
+        logging.getLogger("vllm").setLevel(logging.ERROR)
+
+
+_quiet_vllm_at_import()
+
+
+def _option_metavars(command: Any) -> None:
+    """Give the options of `command` and its subcommands the type shown in `--help` (see the
+    module docstring); an option that names its own metavar keeps it."""
+    help_option = command.get_help_option(typer.Context(command))  # made once, then kept
+    for param in [*command.params, help_option]:
+        if isinstance(param, TyperArgument) and param.type_descriptor.is_list:
+            shown = _element_type(param)  # an argument's type ignores metavar: set it here
+            param.display_type_rich = lambda ctx, shown=shown: shown
+        if not isinstance(param, TyperOption) or param.metavar is not None:
+            continue
+        described = param.type_descriptor
+        if param.is_flag or param.count:
+            param.metavar = ""
+        elif described.is_choice:
+            continue
+        elif described.is_ranged:
+            param.metavar = f"<{described.ranged_type_name}>"
+        elif described.is_list:
+            param.metavar = _element_type(param)
+    for sub in getattr(command, "commands", {}).values():
+        _option_metavars(sub)
+
+
+def _element_type(param: TyperArgument | TyperOption) -> str:
+    """The type of one value of a repeatable parameter: `<str>` for `list[str]` (typer shows
+    `<list[str]>`)."""
+    return param.display_type(None).replace("<list[", "<").replace("]>", ">")
+
+
+class RootGroup(TyperGroup):
+    """The `ragvqa` command group: fixes how every command's options show in `--help`."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        _option_metavars(self)
+
+
 app = typer.Typer(
+    cls=RootGroup,
     name="ragvqa",
     help="Retrieval-augmented visual question answering on encyclopedic knowledge.",
     no_args_is_help=True,
@@ -38,6 +136,9 @@ app.command("bench", help="Run a benchmark through a pipeline: resumable, cached
 app.command("demo", help="A tiny offline world: answer and bench end to end.")(demo_command)
 app.command("compare", help="Run B vs run A, with paired bootstrap intervals.")(compare_command)
 app.command("report", help="A self-contained HTML report of a benchmark run.")(report_command)
+app.command("serve", help="Serve a pipeline over HTTP: API, web page, prompt playground.")(
+    serve_command
+)
 
 
 def _version(value: bool) -> None:
@@ -51,8 +152,17 @@ def root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    verbose: int = typer.Option(
+        0,
+        "-v",
+        "--verbose",
+        count=True,
+        show_default=False,
+        help="Show the warnings of vLLM, transformers and torch (-vv: their information too).",
+    ),
 ) -> None:
     """Retrieval-augmented visual question answering on encyclopedic knowledge."""
+    set_verbosity(verbose)
 
 
 def main() -> None:

@@ -7,6 +7,11 @@ metrics of both), and each difference B - A gets a paired bootstrap 95% interval
 resampled question indices for both runs, so the difficulty of the questions cancels out and
 only the variance of the difference is left (much smaller than the two variances added up).
 
+Entity recall@K is compared for the K of `recall_ks` of either run's retrieval depth (the most
+passages a question of the run retrieved), so both depths are among them; a run that did not
+retrieve K passages has no recall@K (None), rather than a figure that only repeats its recall at
+its own depth.
+
 Exactness: A and B are what the scorer's own aggregation gives (the benchmark plug-in's
 `aggregate`). A resample needs the same metric a thousand times, so there it is computed from
 the hit counts of the benchmark's two groups of questions with the same rounding (the plug-in's
@@ -25,9 +30,9 @@ import numpy as np
 
 from ragvqa.benchmarks import Benchmark, benchmark_names, get_benchmark
 from ragvqa.errors import UserError
-from ragvqa.run.records import PREDICTIONS, RunRecord, read_records
+from ragvqa.eval.retrieval_metrics import recall_ks
+from ragvqa.run.records import METRICS, PREDICTIONS, RunRecord, read_metrics, read_records
 
-RECALL_KS = (1, 5, 10)
 _CHUNK = 2_000_000  # resample indices drawn at a time (bounds memory on large runs)
 
 
@@ -60,9 +65,21 @@ class Flip:
 
 
 @dataclass(frozen=True)
+class RunInfo:
+    """What a run was: its pipeline, answer template and retrieval depth (from its files;
+    None where they do not say)."""
+
+    path: str
+    pipeline: str | None
+    template: str | None
+    depth: int
+
+
+@dataclass(frozen=True)
 class Comparison:
     """Everything `ragvqa compare` reports; `fixed`: wrong in A, right in B; `broken`: the
-    reverse. `unscored`: common questions without a score in A or B (not in the accuracies)."""
+    reverse. `unscored`: common questions without a score in A or B (not in the accuracies).
+    `changed`: common questions whose prediction differs (scores may tie all the same)."""
 
     dataset: str
     run_a: str
@@ -76,6 +93,9 @@ class Comparison:
     metrics: tuple[MetricDiff, ...]
     fixed: tuple[Flip, ...]
     broken: tuple[Flip, ...]
+    changed: int = 0
+    info_a: RunInfo | None = None
+    info_b: RunInfo | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,6 +125,16 @@ def _load(run: Path) -> tuple[str, dict[str, RunRecord]]:
     return datasets[0], by_id
 
 
+def _info(run: Path, records: Sequence[RunRecord]) -> RunInfo:
+    """The run's pipeline and template (metrics.json, else its records) and retrieval depth."""
+    loaded = read_metrics(run) if (run / METRICS).is_file() else {}
+    metrics = loaded if isinstance(loaded, dict) else {}
+    templates = sorted({r.template for r in records if r.template})
+    template = metrics.get("template") or (", ".join(templates) if templates else None)
+    depth = max((len(r.retrieved) for r in records), default=0)
+    return RunInfo(str(run), metrics.get("pipeline"), template, depth)
+
+
 def _official(bench: Benchmark, records: Sequence[RunRecord]) -> dict[str, float | None]:
     """Accuracy metrics of scored records through the scorer's own aggregation."""
     scores = [
@@ -115,23 +145,28 @@ def _official(bench: Benchmark, records: Sequence[RunRecord]) -> dict[str, float
     return bench.aggregate(scores)
 
 
-def _columns(bench: Benchmark, records: Sequence[RunRecord], scored: np.ndarray) -> np.ndarray:
+def _columns(
+    bench: Benchmark, records: Sequence[RunRecord], scored: np.ndarray, ks: Sequence[int]
+) -> np.ndarray:
     """0/1 columns whose sums give every metric: per group (n, hits), then gold n, recall hits."""
     right = scored & np.array([official_score(r) == 1 for r in records], dtype=bool)
     first = np.array([bench.in_first_group(r.question_type, r.split) for r in records], bool)
     gold = np.array([bool(r.gold_entities) for r in records], dtype=bool)
     ranks = [-1 if r.gold_rank is None else r.gold_rank for r in records]
     cols = [scored & first, right & first, scored & ~first, right & ~first, gold]
-    cols += [gold & np.array([0 <= rank < k for rank in ranks], dtype=bool) for k in RECALL_KS]
+    cols += [gold & np.array([0 <= rank < k for rank in ranks], dtype=bool) for k in ks]
     return np.stack(cols, axis=1).astype(np.float64)
 
 
-def _from_counts(bench: Benchmark, c: Sequence[int]) -> dict[str, float | None]:
-    """The metrics from the column sums of `_columns`, rounded as the official scorers do."""
+def _from_counts(
+    bench: Benchmark, c: Sequence[int], ks: Sequence[int], depth: int
+) -> dict[str, float | None]:
+    """The metrics from the column sums of `_columns`, rounded as the official scorers do;
+    recall@K is None for K beyond the run's retrieval `depth`."""
     n1, h1, n2, h2, gold = c[:5]
     out = bench.from_counts(n1, h1, n2, h2)
-    for k, hits in zip(RECALL_KS, c[5:], strict=True):
-        out[f"entity_recall@{k}"] = 100.0 * hits / gold if gold else None
+    for k, hits in zip(ks, c[5:], strict=True):
+        out[f"entity_recall@{k}"] = 100.0 * hits / gold if gold and k <= depth else None
     return out
 
 
@@ -150,7 +185,13 @@ def _resampled_sums(columns: np.ndarray, resamples: int, seed: int) -> np.ndarra
 
 
 def _bootstrap_deltas(
-    bench: Benchmark, cols_a: np.ndarray, cols_b: np.ndarray, resamples: int, seed: int
+    bench: Benchmark,
+    cols_a: np.ndarray,
+    cols_b: np.ndarray,
+    resamples: int,
+    seed: int,
+    ks: Sequence[int],
+    depths: tuple[int, int],
 ) -> dict[str, list[float]]:
     """B - A of every metric on each resample (the same question indices for A and B);
     a resample where a metric has no questions in A or B gives no value for it."""
@@ -158,7 +199,8 @@ def _bootstrap_deltas(
     width = cols_a.shape[1]
     deltas: dict[str, list[float]] = {}
     for row in sums.tolist():
-        ra, rb = _from_counts(bench, row[:width]), _from_counts(bench, row[width:])
+        ra = _from_counts(bench, row[:width], ks, depths[0])
+        rb = _from_counts(bench, row[width:], ks, depths[1])
         for name, va in ra.items():
             vb = rb[name]
             values = deltas.setdefault(name, [])
@@ -197,14 +239,17 @@ def compare_runs(
         dtype=bool,
     )
     bench = get_benchmark(dataset)
-    cols_a, cols_b = (_columns(bench, recs, scored) for recs in (recs_a, recs_b))
-    point_a = _from_counts(bench, [int(x) for x in cols_a.sum(axis=0)])
-    point_b = _from_counts(bench, [int(x) for x in cols_b.sum(axis=0)])
+    info_a, info_b = _info(run_a, list(by_a.values())), _info(run_b, list(by_b.values()))
+    depths = (info_a.depth, info_b.depth)
+    ks = tuple(sorted(set(recall_ks(depths[0])) | set(recall_ks(depths[1]))))
+    cols_a, cols_b = (_columns(bench, recs, scored, ks) for recs in (recs_a, recs_b))
+    point_a = _from_counts(bench, [int(x) for x in cols_a.sum(axis=0)], ks, depths[0])
+    point_b = _from_counts(bench, [int(x) for x in cols_b.sum(axis=0)], ks, depths[1])
     for recs, point in ((recs_a, point_a), (recs_b, point_b)):
         kept = [r for r, ok in zip(recs, scored, strict=True) if ok]
         official = _official(bench, kept)
         assert official == {k: point[k] for k in official}, "bootstrap metric != official"
-    deltas = _bootstrap_deltas(bench, cols_a, cols_b, resamples, seed)
+    deltas = _bootstrap_deltas(bench, cols_a, cols_b, resamples, seed, ks, depths)
     return Comparison(
         dataset=dataset,
         run_a=str(run_a),
@@ -218,7 +263,15 @@ def compare_runs(
         metrics=tuple(_diff(name, point_a, point_b, deltas[name]) for name in point_a),
         fixed=_flips(recs_a, recs_b, scored, 0),
         broken=_flips(recs_a, recs_b, scored, 1),
+        changed=sum(_answer(a) != _answer(b) for a, b in zip(recs_a, recs_b, strict=True)),
+        info_a=info_a,
+        info_b=info_b,
     )
+
+
+def _answer(record: RunRecord) -> str | None:
+    """What a question's answer was, for counting changes (None: it failed)."""
+    return None if record.status == "failed" else record.prediction
 
 
 def _diff(

@@ -1,9 +1,11 @@
 """`ragvqa report`: one self-contained static HTML page for a benchmark run directory.
 
-The page holds a header (benchmark, pipeline, model, template, the official metrics), a recall@K
-plot (matplotlib, Agg, embedded as a PNG data URI) and one card per question: the image
-(a downscaled JPEG data URI), question, gold answers, prediction, a correct / wrong / failed badge
-and the retrieved passages, with the gold entity's passages and the ones the reader saw marked.
+The page holds a header (benchmark, pipeline, model, template, the official metrics by their
+human names, entity and pseudo recall@K, the stage timings), a recall@K plot (matplotlib, Agg,
+embedded as a PNG data URI) and one card per question: the image (a downscaled JPEG data URI),
+question, gold answers, prediction, a correct / wrong / failed badge and the retrieved passages,
+with the gold entity's passages and the ones the reader saw marked. Ranks are 1-based, as the
+prompt numbers its passages ([1], [2], ...): the first retrieved passage is number 1.
 
 Nothing is loaded from outside the file: images, plot, CSS and the filter script are inline, and a
 Content-Security-Policy allows only the page's own script (by hash), so the file still works when
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ragvqa.errors import UserError
+from ragvqa.eval.names import metric_label
 from ragvqa.eval.report_page import CSS, SCRIPT, content_security_policy
 from ragvqa.io import atomic_writer
 from ragvqa.run.records import RunRecord, read_metrics, read_records
@@ -110,7 +113,15 @@ def _header(records: list[RunRecord], metrics: dict[str, Any], total: int | None
     official = _flatten(metrics.get("official") or {})
     if official:
         parts.append("<h2>Official metrics</h2>")
-        parts.append(_kv_table(official))
+        parts.append(_kv_table({metric_label(k): v for k, v in official.items()}))
+    recall = _recall_rows(metrics.get("retrieval") or {})
+    if recall:
+        parts.append("<h2>Retrieval</h2>")
+        parts.append(_kv_table(recall))
+    timings = _timing_rows(metrics.get("timings") or {})
+    if timings:
+        parts.append("<h2>Time</h2>")
+        parts.append(_kv_table(timings))
     parts.append("</div>")
     plot = _recall_plot(metrics.get("retrieval") or {})
     if plot is not None:
@@ -119,6 +130,27 @@ def _header(records: list[RunRecord], metrics: dict[str, Any], total: int | None
         )
     parts.append("</div>\n")
     return "".join(parts)
+
+
+def _recall_rows(retrieval: dict[str, Any]) -> dict[str, str]:
+    """Rows "Entity recall@5": "36.7", ..., for the K the run reported (up to its depth)."""
+    rows = {}
+    for kind in ("entity_recall", "pseudo_recall"):
+        ks, values = _curve(retrieval.get(kind))
+        for k, value in zip(ks, values, strict=True):
+            rows[f"{metric_label(kind)}@{k}"] = f"{value:.1f}"
+    return rows
+
+
+def _timing_rows(timings: dict[str, Any]) -> dict[str, str]:
+    """Rows "encode": "0.82 s", ... ("(cached)" when it came from the stage cache)."""
+    rows = {}
+    for stage, entry in timings.items():
+        seconds = entry.get("seconds") if isinstance(entry, dict) else entry
+        if isinstance(seconds, int | float):
+            cached = isinstance(entry, dict) and entry.get("cached")
+            rows[str(stage)] = f"{seconds:.2f} s" + (" (cached)" if cached else "")
+    return rows
 
 
 def _distinct(values: Iterable[str]) -> str:
@@ -249,7 +281,7 @@ def _card(record: RunRecord, run_dir: Path | None) -> str:
     outcome = _outcome(record)
     gold_answers = ", ".join(record.gold_answers) or "-"
     gold_entities = ", ".join(record.gold_entity_names or record.gold_entities) or "-"
-    rank = "-" if record.gold_rank is None else str(record.gold_rank)
+    rank = "-" if record.gold_rank is None else str(record.gold_rank + 1)  # 1-based, as [1]
     lines = [
         f"<div class='card {outcome}' data-id='{escape(record.data_id)}' "
         f"data-split='{escape(_label(record.split))}' "
@@ -307,7 +339,7 @@ def _passages_html(record: RunRecord) -> str:
         score = passage.get("score")
         items.append(
             f"<li class='{classes}' data-passage='{escape(str(passage.get('passage_id')))}'"
-            f" value='{_int_or(passage.get('rank'), len(items) + 1)}'>"
+            f" value='{_int_or(passage.get('rank'), len(items)) + 1}'>"  # [1] is rank 0
             f"<b>{heading}</b>{tags} <span class='meta'>"
             f"{escape(str(passage.get('passage_id')))} · score {escape(_fmt(score))}</span>"
             f"<div class='snippet'>{escape(snippet)}</div></li>"

@@ -9,6 +9,9 @@
 
 Both return percentages (100 * mean over the questions that can be judged) and how many
 questions were judged; questions without gold entities (or answers) are left out and counted.
+
+A run reports recall@K only up to its retrieval depth (`recall_ks`): with 5 passages retrieved,
+recall@20 would only repeat recall@5 and suggest a deeper search than was made.
 """
 
 from __future__ import annotations
@@ -18,6 +21,16 @@ from collections.abc import Callable, Sequence
 from ragvqa.types import BenchmarkExample, Passage, RetrievalResult
 
 DEFAULT_KS = (1, 5, 10, 20, 50, 100)
+
+
+def recall_ks(depth: int, ks: Sequence[int] = DEFAULT_KS) -> tuple[int, ...]:
+    """The K of recall@K worth reporting for `depth` passages retrieved per question: those of
+    `ks` up to `depth`, and `depth` itself (recall at the full depth). 5 -> (1, 5); 10 -> (1, 5,
+    10); 3 -> (1, 3); 0 -> ()."""
+    kept = [k for k in ks if k <= depth]
+    if depth > 0 and depth not in kept:
+        kept.append(depth)
+    return tuple(sorted(kept))
 
 
 def _recall(
