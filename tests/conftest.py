@@ -6,6 +6,7 @@ Heavy models are built once per test session.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import tempfile
@@ -67,10 +68,24 @@ def write_evqa_csv(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def tiny_bert_config(vocab_size: int, **overrides):
+    """A 2-layer, 32-wide BERT config (BEM and sentence-encoder fixtures share it)."""
+    from transformers import BertConfig
+
+    settings = dict(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    return BertConfig(vocab_size=vocab_size, **{**settings, **overrides})
+
+
 def build_bert_classifier(out: Path, *, num_labels: int, type_vocab_size: int = 2):
     """A tiny random BERT classifier saved in HF format with a real WordPiece vocabulary."""
     import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+    from transformers import BertForSequenceClassification, BertTokenizerFast
 
     out.mkdir(parents=True, exist_ok=True)
     vocab = out / "vocab.txt"
@@ -78,15 +93,8 @@ def build_bert_classifier(out: Path, *, num_labels: int, type_vocab_size: int = 
     tokenizer = BertTokenizerFast(vocab=str(vocab), do_lower_case=True)
     tokenizer.save_pretrained(out)
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(BEM_VOCAB),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=512,
-        type_vocab_size=type_vocab_size,
-        num_labels=num_labels,
+    config = tiny_bert_config(
+        len(BEM_VOCAB), type_vocab_size=type_vocab_size, num_labels=num_labels
     )
     model = BertForSequenceClassification(config)
     model.save_pretrained(out, safe_serialization=True)
@@ -143,7 +151,7 @@ def vllm_engine(llama):
         dtype="float32",
         max_model_len=512,
         enforce_eager=True,
-        gpu_memory_utilization=0.15,
+        gpu_memory_utilization=0.05,  # ~1.2 GB of KV cache: plenty for the tiny Llama
     )
     yield engine
     engine.close()
@@ -157,3 +165,45 @@ def shared_engine(monkeypatch, vllm_engine):
 
     monkeypatch.setattr(Pipeline, "generator", property(lambda self: vllm_engine))
     return vllm_engine
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """The test models are tiny: one intra-op thread is faster than two (OpenMP's hand-offs
+    cost more than the matrix products), and on a loaded 2-core machine far faster (the
+    training test took 883 s with torch's default threads and 70 s with one, same load)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+# ---------------------------------------------------------------- the fast tier
+# `python -m pytest -m "not engine"` is the edit-test loop: no vLLM engine, server, browser,
+# Ray cluster or model-loading ragvqa process, and no real model (tests marked `real` count as
+# engine tests). Tests using the engine fixtures get the marker here; tests that start one
+# another way (a CLI subprocess, a server) mark themselves. An unmarked test that tries to
+# start a vLLM engine in this process fails, naming the marker.
+ENGINE_FIXTURES = frozenset({"vllm_engine", "shared_engine", "gemma", "vllm_server"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if ENGINE_FIXTURES & fixtures or item.get_closest_marker("real"):
+            item.add_marker(pytest.mark.engine)  # real-model tests start engines too
+
+
+@pytest.fixture(autouse=True)
+def _engines_only_in_engine_tests(request, monkeypatch):
+    if request.node.get_closest_marker("engine") or request.node.get_closest_marker("real"):
+        return
+    from ragvqa.generate.vllm_backend import VLLMGenerator
+
+    @functools.wraps(VLLMGenerator.__init__)  # keeps the signature that schemas inspect
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(
+            f"{request.node.nodeid} starts a vLLM engine: mark it @pytest.mark.engine "
+            "(or use the session's engine fixtures)"
+        )
+
+    monkeypatch.setattr(VLLMGenerator, "__init__", refuse)

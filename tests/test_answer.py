@@ -134,6 +134,7 @@ def test_answer_refuses_an_index_built_for_another_encoder(world, tmp_path):
     assert "the index was built with encoder" in result.output
 
 
+@pytest.mark.engine  # a `ragvqa answer` process starts its own engine
 def test_answer_json_on_stdout_is_clean_json_with_a_real_engine(world, tmp_path):
     """The console script end to end (its own vLLM engine): stdout holds only the JSON record,
     engine logs go to stderr."""

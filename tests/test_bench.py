@@ -305,17 +305,28 @@ def run_killed(stage: str, args: list[str], env: dict, log: Path) -> tuple[int, 
     return code, log.read_text()
 
 
-def test_kill_9_in_every_stage_then_rerun_gives_the_uninterrupted_results(
-    world, vllm_engine, tmp_path
-):
+# The kill test is about the run machinery (stage cache, journal, atomic outputs), not the
+# engine: the reader is the same tiny Llama through transformers in the killed process, so no
+# process pays vLLM's ~30 s start-up (vLLM's own lifetime under kill -9 is tests/test_faults.py's).
+KILL_OVERRIDES = [
+    "rerank.type=ret_sections",
+    "rerank.top_entities=3",
+    "reader.batch_size=8",
+    "reader.generator={type: transformers, model: models/reader, device: cpu}",
+]
+
+
+@pytest.mark.engine  # six `ragvqa bench` processes load the models
+def test_kill_9_in_every_stage_then_rerun_gives_the_uninterrupted_results(world, tmp_path):
     out, cache = tmp_path / "run", tmp_path / "cache"
     args = ["bench", "infoseek", "--pipeline", str(world["pipeline"]), "--out", str(out),
             "--questions", str(world["infoseek_questions"]), "--qtypes",
             str(world["infoseek_qtypes"]), "--withkb", str(world["infoseek_withkb"]),
-            "--images", str(world["infoseek_images"]), "--cache", str(cache),
-            "--set", "rerank.type=ret_sections", "--set", "rerank.top_entities=3",
-            "--set", "reader.batch_size=8"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+            "--images", str(world["infoseek_images"]), "--cache", str(cache)]  # fmt: skip
+    for override in KILL_OVERRIDES:
+        args += ["--set", override]
+    # tiny models: one torch thread each, as in this process (tests/conftest.py)
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent), "OMP_NUM_THREADS": "1"}
     for stage in ("encode", "search", "rerank", "generate", "finish", "none"):
         code, log = run_killed(stage, args, env, tmp_path / f"{stage}.log")
         assert code == (0 if stage == "none" else -signal.SIGKILL), (stage, log[-3000:])
@@ -324,14 +335,13 @@ def test_kill_9_in_every_stage_then_rerun_gives_the_uninterrupted_results(
     records = read_records(out)
     assert len({r.data_id for r in records}) == len(records) == 30
     # the same answers as an uninterrupted run of the same pipeline, with its own cache
-    overrides = ["rerank.type=ret_sections", "rerank.top_entities=3", "reader.batch_size=8"]
     straight = tmp_path / "straight"
-    pipe = pipeline(world, vllm_engine, overrides)
+    pipe = Pipeline.load(world["pipeline"], KILL_OVERRIDES)
     BenchRunner(pipe, infoseek_spec(world), straight, cache=tmp_path / "c2", progress=False).run()
     assert strip_timings(records) == strip_timings(read_records(straight))
     a, b = read_metrics(out), read_metrics(straight)
     assert a["official"] == b["official"] and a["retrieval"] == b["retrieval"]
-    assert a["timings"]["rerank"]["cached"] is False or "rerank" in a["timings"]
+    assert {r.model for r in records} == {str(world["root"] / "models" / "reader")}
 
 
 def test_shipped_expected_figures_hold_for_the_demo_world(world, reference, shared_engine,
@@ -365,8 +375,9 @@ def test_compare_and_report_on_real_runs(world, reference, shared_engine, tmp_pa
     metrics = {m["name"]: m for m in comparison["metrics"]}
     ref = read_metrics(reference)["retrieval"]["entity_recall"]
     assert metrics["entity_recall@1"]["a"] == pytest.approx(ref["recall@1"])
-    # top-3 instead of top-5: recall@5 of B can only be lower or equal
-    assert metrics["entity_recall@5"]["b"] <= metrics["entity_recall@5"]["a"]
+    # top-3 instead of top-5: B has no recall@5; at K = 3, both depths' figure, they agree
+    assert metrics["entity_recall@5"]["b"] is None
+    assert metrics["entity_recall@3"]["b"] == pytest.approx(metrics["entity_recall@3"]["a"])
     html = tmp_path / "r.html"
     result = cli(["report", str(reference), "--out", str(html)])
     assert result.exit_code == 0, result.output

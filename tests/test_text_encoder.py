@@ -13,6 +13,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_bert_config
 from typer.testing import CliRunner
 
 from ragvqa.cli.main import app
@@ -39,21 +40,14 @@ TEXTS = [
 
 
 def _st_folder(folder, *, pooling: dict, normalize: bool, max_seq_length: int = 32, seed=0):
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertModel, BertTokenizerFast
 
     folder.mkdir(parents=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
     torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
+    config = tiny_bert_config(len(vocab), max_position_embeddings=64)
     BertModel(config).eval().save_pretrained(folder)
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},

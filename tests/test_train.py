@@ -97,7 +97,7 @@ def _cfg(init, task, out, **kw):
         out=str(out),
         init=str(init),
         batch_size=64,
-        steps=450,
+        steps=300,  # 96% recall@1 at 300 (92% at 250, 99% at 450)
         warmup=20,
         lr=1.5e-3,
         tower_lr=1.5e-3,
@@ -111,6 +111,32 @@ def _cfg(init, task, out, **kw):
     return TrainConfig(**{**base, **kw})
 
 
+def test_the_pixel_cache_reads_each_image_once_and_changes_nothing(tiny_init, task):
+    from ragvqa.models.encode import load_image
+    from ragvqa.train.data import PairCollator, load_pairs
+
+    processor = RetProcessor.load(tiny_init)
+    pairs = load_pairs(task[0])[:6] + [load_pairs(task[0])[0]]  # the first image twice
+    pairs[1] = type(pairs[1])("q", None, "d", None, "E1")  # no image: the black stand-in
+    calls = []
+
+    def counted(path):
+        calls.append(path)
+        return load_image(path)
+
+    cached = PairCollator(processor, "find:", counted)
+    plain = PairCollator(processor, "find:", load_image, cache_mb=0)
+    for _ in range(2):  # a second epoch over the same pairs
+        a, b = cached(pairs), plain(pairs)
+        for side in ("query", "document"):
+            for key in a[side]:
+                assert torch.equal(a[side][key], b[side][key]), (side, key)
+    # 5 distinct images and one stand-in, each loaded once over both epochs
+    assert sorted(map(str, calls)) == sorted(map(str, {p.query_image for p in pairs}))
+    assert a["query"]["image_mask"].tolist() == [1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert plain.cached == {} and len(cached.cached) == 6
+
+
 def test_training_learns_the_synthetic_task(tiny_init, task, tmp_path):
     trainer = Trainer(_cfg(tiny_init, task, tmp_path / "run"))
     from ragvqa.train.trainer import evaluate
@@ -120,7 +146,7 @@ def test_training_learns_the_synthetic_task(tiny_init, task, tmp_path):
     assert before["recall@1"] <= 25.0  # chance is 1/32
     assert record["eval"]["recall@1"] >= 90.0, record
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert len(lines) == 450 and lines[-1]["loss"] < lines[0]["loss"]
+    assert len(lines) == 300 and lines[-1]["loss"] < lines[0]["loss"]
     assert load_retriever(tmp_path / "run" / "final", device="cpu").config.shared_heads
 
 
@@ -205,6 +231,7 @@ def test_cli_train_bad_pairs(tiny_init, tmp_path):
     )
 
 
+@pytest.mark.engine  # spawns two training processes
 def test_two_process_training_equals_one_process_with_the_global_batch(task, tmp_path):
     """torchrun with 2 CPU ranks (gloo): each rank takes half of every global batch and the
     negatives are gathered across ranks, so the weights match one process with the whole

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from ragvqa.cli.common import stderr
 
@@ -20,7 +21,11 @@ ARTEFACTS = ("minilm-l6-v2", "gemma-3-270m", "wiki-vital-leads")
 SAMPLE = ("wn-10900730", "wn-11205375", "wn-09195372")  # Mark Twain, Isaac Newton, Amazon River
 
 
-def run_real_demo(folder: Path, bench: bool, limit: int) -> None:
+def run_real_demo(
+    folder: Path, bench: bool, limit: int, components: dict[str, Any] | None = None
+) -> None:
+    """Fetch what is missing, answer `SAMPLE` and (`bench`) run `limit` questions with and
+    without retrieval. `components` are handed to the pipeline (tests pass their engine)."""
     from ragvqa.benchmarks import get_benchmark
     from ragvqa.cli.bench import summary
     from ragvqa.data.catalogue import load_catalogue
@@ -42,7 +47,7 @@ def run_real_demo(folder: Path, bench: bool, limit: int) -> None:
     rows = {r["data_id"]: r for r in map(json.loads, Path(questions).read_text().splitlines())}
     pipelines = resource_dir("pipelines")
     say("the first answer builds the KB and the index of 10,033 leads (a few minutes on a CPU)")
-    with Pipeline.load(pipelines / "real-text.yaml") as pipe:
+    with Pipeline.load(pipelines / "real-text.yaml", components=components) as pipe:
         pipe.check()
         queries = [VQAQuery(i, rows[i]["question"]) for i in SAMPLE if i in rows]
         for answer in pipe.answer_batch(queries, progress=True):

@@ -39,6 +39,8 @@ class TrainConfig:
     precision: str = "auto"
     stop_after: int | None = None
     progress: bool = True
+    # memory for preprocessed image tensors kept between epochs (see PairCollator)
+    pixel_cache_mb: int = 512
 
 
 # settings that may differ when a run is resumed: they do not change what is learned
@@ -49,4 +51,5 @@ RESUMABLE_CHANGES = (
     "eval_every",
     "save_every",
     "keep_checkpoints",
+    "pixel_cache_mb",
 )

@@ -62,21 +62,44 @@ def load_pairs(path: str | Path, image_root: str | Path | None = None) -> list[P
 class PairCollator:
     """Turns a list of pairs into model inputs for both sides (images via the encoder's loader).
 
-    Query texts get the model's instruction prefix, as at inference time.
+    Query texts get the model's instruction prefix, as at inference time. Image preprocessing is
+    deterministic, so each image's pixel tensor is computed once and kept (up to `cache_mb` of
+    tensors, first come first kept): a run makes many passes over the same images, and decoding
+    and resizing them again each epoch costs more than the forward pass of a small model. The
+    stand-in for a missing image is computed once. The tensors are exactly those of an uncached
+    pass, so caching changes no result.
     """
 
-    def __init__(self, processor: Any, instruction: str, load_image: Any):
+    def __init__(self, processor: Any, instruction: str, load_image: Any, cache_mb: int = 512):
         self.processor, self.instruction, self.load_image = processor, instruction, load_image
+        self.budget = cache_mb * 2**20
+        self.cached: dict[str | None, tuple[Any, int]] = {}  # path -> (pixels [3, H, W], mask)
+        self.used = 0
+
+    def _pixels(self, path: str | None) -> tuple[Any, int]:
+        """(pixel tensor [3, H, W], 1 if the image was read else 0) for one image path."""
+        hit = self.cached.get(path)
+        if hit is not None:
+            return hit
+        image, present = self.load_image(path)
+        if not present and None in self.cached:  # every stand-in is the same black image
+            return self.cached[None][0], 0
+        entry = (self.processor.pixels([image])[0], present)
+        key = path if present else None
+        size = entry[0].numel() * entry[0].element_size()
+        if self.used + size <= self.budget:
+            self.cached[key], self.used = entry, self.used + size
+        return entry
 
     def _side(self, texts: list[str], images: list[str | None]) -> dict[str, Any]:
         import torch
 
         input_ids, attention_mask = self.processor.pad(self.processor.token_ids(texts))
-        loaded = [self.load_image(p) for p in images]
+        loaded = [self._pixels(p) for p in images]
         return {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
-            "pixel_values": self.processor.pixels([img for img, _ in loaded]),
+            "pixel_values": torch.stack([pixels for pixels, _ in loaded]),
             "text_mask": torch.tensor([1.0 if t else 0.0 for t in texts]),
             "image_mask": torch.tensor([float(m) for _, m in loaded]),
         }

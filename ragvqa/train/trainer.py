@@ -149,7 +149,10 @@ class Trainer:
             self.forward = torch.nn.parallel.DistributedDataParallel(self.model)
         self.stats = EncodeStats()
         self.collate = PairCollator(
-            self.processor, self.model.config.query_instruction, lambda p: load_image(p, self.stats)
+            self.processor,
+            self.model.config.query_instruction,
+            lambda p: load_image(p, self.stats),
+            cache_mb=cfg.pixel_cache_mb,
         )
         self.autocast = cfg.precision == "bf16" or (
             cfg.precision == "auto" and str(self.device).startswith("cuda")
