@@ -1,15 +1,17 @@
 """A pipeline's components, built from its YAML on first use (or passed in).
 
 `Components` reads the sections of a pipeline file (see pipelines/README.md): `encoder`, `kb`,
-`index`, `retrieval`, `rerank` and `reader`. Relative paths are read against the file's folder;
-`${RAGVQA_CACHE}` is the cache root (env `RAGVQA_CACHE`, default `~/.cache/ragvqa`). A model that
-is not a local path is a hub id.
+`index`, `retrieval`, `rerank` and `reader`, checked first against their schema
+(`ragvqa.schema`, documented in docs/pipeline-reference.md). Relative paths are read against
+the file's folder; `${RAGVQA_CACHE}` is the cache root (env `RAGVQA_CACHE`, default
+`~/.cache/ragvqa`). A model that is not a local path is a hub id.
 
 Components are built on first use, so `ragvqa answer` on a cached index never loads a KB
 builder, and a run that only re-renders prompts never loads the encoder. A KB or index that is
 missing is built on first use when the file says where from (`kb.source`); otherwise the error
 says which path is missing and how to build it. A component given to the constructor
-(`components={"generator": g}`) is used as it is and never built.
+(`components={"generator": g}`) is used as it is and never built. `start_generator` starts a
+vLLM reader in a background thread; `startup` records when each component loaded.
 
 The identities of the components (`encoder_key`, `index_key`, `rerank_key`, `reader_key`) are
 what stage caches and generation journals are keyed by. `ragvqa.pipeline.Pipeline` runs the
@@ -18,6 +20,7 @@ stages over these components.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -26,7 +29,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ragvqa.config import build
+from ragvqa.config import Origins, build, merge
 from ragvqa.errors import UserError
 from ragvqa.generate.base import Sampling
 from ragvqa.generate.context import chat_token_counter, fit_prompt
@@ -40,13 +43,13 @@ from ragvqa.models.encoders import check_kind
 from ragvqa.prompts import PromptLibrary
 from ragvqa.registry import GENERATORS, RERANKERS
 from ragvqa.resources import cache_root
+from ragvqa.schema import validate_pipeline
+from ragvqa.schema.components import GENERATOR_ARGS
+from ragvqa.schema.sections import ReaderSection, RetrievalSection
+from ragvqa.startup import Background, StartupLog, since_start
 from ragvqa.types import ChatPrompt, RetrievedPassage
 
-SECTIONS = ("name", "notice", "encoder", "kb", "index", "retrieval", "rerank", "reader")
 COMPONENTS = ("encoder", "kb", "index", "generator", "reranker", "prompts", "template")
-# index: encode, search, rerank; none: the reader reads no evidence; oracle: the reader reads
-# the gold entity's passages (given by the benchmark runner: a ceiling for retrieval)
-RETRIEVAL_MODES = ("index", "none", "oracle")
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,36 @@ def _notice(message: str) -> None:
     print(f"ragvqa: {message}", file=sys.stderr, flush=True)
 
 
+def _reader_settings(reader: ReaderSection) -> ReaderSettings:
+    sampling = reader.sampling
+    return ReaderSettings(
+        prompt=reader.prompt,
+        passages=reader.passages,
+        images=reader.images,
+        sampling=Sampling(**{**sampling.model_dump(), "stop": tuple(sampling.stop)}),
+        context=reader.context,
+        batch_size=reader.batch_size,
+    )
+
+
+def _with_remote_code(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` with `trust_remote_code: true` for its reader, when the reader's type takes it
+    (vLLM); other readers run no repository code, so the flag changes nothing for them."""
+    generator = (config.get("reader") or {}).get("generator") or {}
+    schema = GENERATOR_ARGS.get(generator.get("type"))
+    if schema is None or "trust_remote_code" not in schema.model_fields:
+        return config
+    return merge(config, {"reader": {"generator": {"trust_remote_code": True}}})
+
+
 class Components:
-    """The components of one pipeline file, built lazily (or given), and their identities."""
+    """The components of one pipeline file, built lazily (or given), and their identities.
+
+    The configuration is checked against the schema here, before anything is built: a bad key
+    is a one-line `UserError` naming the file that set it (`origins`, from
+    `ragvqa.config.load_located`). `trust_remote_code` is the command line's
+    `--trust-remote-code`: it lets a reader that can run a model repository's code do so (a
+    file alone cannot)."""
 
     def __init__(
         self,
@@ -76,47 +107,27 @@ class Components:
         *,
         name: str = "",
         components: Mapping[str, Any] | None = None,
+        origins: Origins | None = None,
+        trust_remote_code: bool = False,
     ):
         given = dict(components or {})
         if set(given) - set(COMPONENTS):
             raise ValueError(f"unknown components {sorted(set(given) - set(COMPONENTS))}")
         self.__dict__.update(given)  # the cached properties below find them already set
-        unknown = sorted(set(config) - set(SECTIONS))
-        if unknown:
-            raise UserError(
-                f"unknown pipeline section(s) {unknown} (known: {', '.join(SECTIONS)})",
-                path=name or None,
-            )
+        self._given = frozenset(given)  # the caller owns these: close() leaves them open
+        self.startup = StartupLog()
+        typed = validate_pipeline(
+            config, origins=origins, name=name or None, trust_remote_code=trust_remote_code
+        )
+        if trust_remote_code:
+            config = _with_remote_code(config)
         self.config, self.folder, self.name = config, folder, name or config.get("name", "")
-        self.reader_settings = self._reader_settings(config.get("reader") or {})
-        retrieval = config.get("retrieval") or {}
-        self.top_k = int(retrieval.get("top_k", 20))
-        self.one_per_page = bool(retrieval.get("one_per_page", True))
-        self.retrieval_mode = str(retrieval.get("mode", "index"))
-        if self.retrieval_mode not in RETRIEVAL_MODES:
-            raise UserError(
-                f"retrieval.mode must be one of {', '.join(RETRIEVAL_MODES)}, "
-                f"not {self.retrieval_mode!r}",
-                path=name or None,
-            )
+        self.reader_settings = _reader_settings(typed.reader or ReaderSection())
+        retrieval = typed.retrieval or RetrievalSection()
+        self.top_k, self.one_per_page = retrieval.top_k, retrieval.one_per_page
+        self.retrieval_mode = retrieval.mode
 
     # -- settings ----------------------------------------------------------------------------
-    def _reader_settings(self, reader: dict[str, Any]) -> ReaderSettings:
-        sampling = dict(reader.get("sampling") or {})
-        if "stop" in sampling:
-            sampling["stop"] = tuple(sampling["stop"] or ())
-        try:
-            return ReaderSettings(
-                prompt=str(reader.get("prompt", ReaderSettings.prompt)),
-                passages=int(reader.get("passages", 1)),
-                images=bool(reader.get("images", True)),
-                sampling=Sampling(**sampling),
-                context=reader.get("context"),
-                batch_size=int(reader.get("batch_size", 64)),
-            )
-        except (TypeError, ValueError) as exc:
-            raise UserError(f"reader settings: {exc}", path=self.name or None) from None
-
     def path(self, value: str) -> str:
         """A path from the file: ${RAGVQA_CACHE} and ${RAGVQA_DATA} expanded, relative to the
         file's folder."""
@@ -160,12 +171,13 @@ class Components:
         from ragvqa.models.encoders import load_encoder  # a RetEncoder or a TextEncoder
 
         spec = self.section("encoder")
-        return load_encoder(
-            self.encoder_model(),
-            device=spec.get("device"),
-            dtype=parse_dtype(spec.get("dtype")),
-            batch_size=int(spec.get("batch_size", 64)),
-        )
+        with self.startup.span("encoder"):
+            return load_encoder(
+                self.encoder_model(),
+                device=spec.get("device"),
+                dtype=parse_dtype(spec.get("dtype")),
+                batch_size=int(spec.get("batch_size", 64)),
+            )
 
     @cached_property
     def kb(self) -> Any:
@@ -173,7 +185,8 @@ class Components:
         folder = Path(self.path(spec["path"]))
         if not (folder / KB_MANIFEST).is_file() and spec.get("source"):
             self._build_kb(folder, dict(spec["source"]))
-        return KBStore(folder)
+        with self.startup.span("kb"):
+            return KBStore(folder)  # the manifest only: shards open when passages are read
 
     def _build_kb(self, folder: Path, source: dict[str, Any]) -> None:
         from ragvqa.kb.build import BuildParams, build_kb  # the KB readers
@@ -205,7 +218,9 @@ class Components:
                 _notice(f"rebuilding the faiss index in {folder} for index.faiss = {wanted}")
                 self._build_index(folder, spec)
         search = {k: v for k, v in wanted.items() if k in SEARCH_TIME}
-        return PassageIndex(folder, self.kb, encoder_identity=self.encoder_key(), search=search)
+        kb, identity = self.kb, self.encoder_key()
+        with self.startup.span("index"):
+            return PassageIndex(folder, kb, encoder_identity=identity, search=search)
 
     def _index_differs(self, folder: Path, wanted: dict[str, Any]) -> bool:
         """Whether the built index has other build-time faiss settings than `wanted`, or
@@ -240,6 +255,12 @@ class Components:
 
     @cached_property
     def generator(self) -> Any:
+        started = self.__dict__.get("_reader_start")
+        if started is not None:  # start_generator() is building it: wait for it
+            return started.result()
+        return self._build_generator()
+
+    def _build_generator(self, started: float | None = None) -> Any:
         # a null setting removes what a base file set ("limit_mm_per_prompt: null")
         spec = {
             k: v
@@ -248,7 +269,25 @@ class Components:
         }
         if "model" in spec:
             spec["model"] = self.model_ref(spec["model"])
-        return build(GENERATORS, spec)
+        spec.update(spec.pop("engine_args", None) or {})  # other vLLM engine arguments
+        with self.startup.span("reader", started):  # started: when it was asked for
+            return build(GENERATORS, spec)
+
+    def start_generator(self) -> None:
+        """Start the reader in a background thread when its class has `preload` (its start
+        mostly waits on an engine process, as vLLM's does): `preload` imports here, then the
+        engine starts while this thread goes on; `generator` waits for it (and raises its
+        error). No-op for a reader built, given, starting, or a subclass's own `generator`."""
+        ours = isinstance(inspect.getattr_static(type(self), "generator"), cached_property)
+        if not ours or {"generator", "_reader_start"} & set(self.__dict__):
+            return
+        kind = (self.section("reader").get("generator") or {}).get("type")
+        if (preload := getattr(GENERATORS.get(str(kind)), "preload", None)) is None:
+            return
+        with self.startup.span("reader_import"):
+            preload()
+        asked = since_start()
+        self.__dict__["_reader_start"] = Background("reader", lambda: self._build_generator(asked))
 
     @cached_property
     def prompts(self) -> Any:
@@ -278,9 +317,16 @@ class Components:
         return build(RERANKERS, spec)
 
     def close(self) -> None:
+        """Close what this pipeline built (an engine it started); given components stay open.
+        An engine still starting in the background is closed by its thread once started."""
         generator = self.__dict__.get("generator")
+        if "generator" in self._given:
+            return
         if generator is not None and hasattr(generator, "close"):
             generator.close()
+        started = self.__dict__.get("_reader_start")
+        if started is not None:
+            started.close()
 
     # -- the reader's prompt -------------------------------------------------------------------
     def render(

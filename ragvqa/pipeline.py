@@ -18,6 +18,11 @@ rerank outputs keyed by everything they depend on) and a generation journal
 one batch); without them every stage is computed. A query that cannot be answered (empty
 question, missing or unreadable image) comes back as an `Answer` whose `error` says why; the
 others go on.
+
+Cold, `answer_batch` without a journal starts the reader's engine in a background thread before
+retrieving (`Components.start_generator`: vLLM's start is mostly waiting on its engine
+processes), so the encoder loads, encodes and searches meanwhile; `startup` says when each
+component loaded (docs/performance.md, "Cold answer").
 """
 
 from __future__ import annotations
@@ -28,14 +33,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragvqa import cached_stages as cached
 from ragvqa.components import Components
-from ragvqa.config import load_config, merge
+from ragvqa.config import load_located, merge
 from ragvqa.data.images import check_image
 from ragvqa.errors import UserError
+from ragvqa.index.manifest import MANIFEST as INDEX_MANIFEST
 from ragvqa.io import digest
-from ragvqa.progress import ProgressBar
-from ragvqa.registry import GENERATORS, RERANKERS
+from ragvqa.kb.store import MANIFEST as KB_MANIFEST
+from ragvqa.progress import ProgressBar, Spinner
+from ragvqa.registry import GENERATORS
 from ragvqa.resources import resource_dir
+from ragvqa.startup import since_start
 from ragvqa.types import (
     Answer,
     ChatPrompt,
@@ -50,7 +59,6 @@ if TYPE_CHECKING:
     from ragvqa.run.cache import StageCache
     from ragvqa.run.journal import Journal
 
-RERANK_STEP = 32  # queries reranked per call (the progress bar's unit of work)
 Timings = dict[str, dict[str, Any]]
 
 
@@ -87,15 +95,28 @@ class Pipeline(Components):
         overrides: Sequence[str] = (),
         *,
         components: Mapping[str, Any] | None = None,
+        trust_remote_code: bool = False,
     ) -> Pipeline:
-        """The pipeline of a YAML file (default: the shipped default) with `a.b=c` overrides.
-        A name that is not a file but a shipped pipeline's ("real-text") loads that one."""
+        """The pipeline of a YAML file (default: the shipped default) with `a.b=c` overrides,
+        checked against its schema. A name that is not a file but a shipped pipeline's
+        ("real-text") loads that one. `trust_remote_code`: the command line's flag."""
         file = Path(path) if path else default_pipeline()
         shipped = resource_dir("pipelines") / f"{file}.yaml"
         if not file.exists() and file.suffix != ".yaml" and shipped.is_file():
             file = shipped
-        config = load_config(file, tuple(overrides))
-        return cls(config, file.resolve().parent, name=str(file), components=components)
+        started = since_start()
+        config, origins = load_located(file, tuple(overrides))
+        pipe = cls(
+            config,
+            file.resolve().parent,
+            name=str(file),
+            components=components,
+            origins=origins,
+            trust_remote_code=trust_remote_code,
+        )
+        pipe.startup.record("before_load", 0.0, started)  # interpreter, imports, arguments
+        pipe.startup.record("load", started, since_start())
+        return pipe
 
     def __enter__(self) -> Pipeline:
         return self
@@ -104,10 +125,8 @@ class Pipeline(Components):
         self.close()
 
     def check(self) -> None:
-        """Fail now, before any model loads, on unknown component types or templates."""
-        rerank = self.config.get("rerank")
-        if rerank and "reranker" not in self.__dict__:
-            RERANKERS.get(str(rerank.get("type")))
+        """Fail now, before any model loads, on unknown templates or a missing reader (the
+        schema refused unknown component types and keys at load)."""
         if "generator" not in self.__dict__:
             GENERATORS.get(str((self.section("reader").get("generator") or {}).get("type")))
         if self.retrieval_mode == "none" and "passages" in self.template.inputs:
@@ -134,6 +153,18 @@ class Pipeline(Components):
         other.__dict__.pop("template", None)
         return other
 
+    def _check_index(self) -> None:
+        """A built index's manifest checks (files, KB, encoder; not the faiss file: ms), so
+        that a mismatch fails before a reader's engine starts."""
+        if self.retrieval_mode != "index" or "index" in self.__dict__:
+            return
+        kb = Path(self.path(self.section("kb")["path"]))
+        folder = Path(self.path(self.section("index")["path"]))
+        if (kb / KB_MANIFEST).is_file() and (folder / INDEX_MANIFEST).is_file():
+            from ragvqa.index.search import check_index  # numpy
+
+            check_index(folder, self.kb, self.encoder_key())
+
     # -- the public API -------------------------------------------------------------------------
     def answer(self, image: str | Path | None, question: str, *, query_id: str = "q") -> Answer:
         """Answer one question about one image; a query that cannot be answered is a
@@ -154,9 +185,15 @@ class Pipeline(Components):
         timings: Timings | None = None,
         progress: bool = False,
     ) -> list[Answer]:
-        """Answers to `queries`, in order, every stage batched; failed queries carry `error`."""
+        """Answers to `queries`, in order, every stage batched; failed queries carry `error`.
+        Without a journal (which may hold every answer) the reader starts while retrieving."""
         retrieved = self.retrieve_batch(
-            queries, evidence=evidence, cache=cache, timings=timings, progress=progress
+            queries,
+            evidence=evidence,
+            cache=cache,
+            timings=timings,
+            progress=progress,
+            start_reader=journal is None,
         )
         return self.read_batch(retrieved, journal=journal, timings=timings, progress=progress)
 
@@ -168,12 +205,15 @@ class Pipeline(Components):
         cache: StageCache | None = None,
         timings: Timings | None = None,
         progress: bool = False,
+        start_reader: bool = False,
     ) -> list[Answer]:
         """The retrieval stages only (no reader is loaded): answers with `passages` set.
 
         `retrieval.mode` decides where passages come from: `index` (encode, search, rerank),
         `none` (no passages), or `oracle`, which needs `evidence`: query id -> the passages to
-        read instead of retrieving (a benchmark's gold entity; given, it wins in any mode)."""
+        read instead of retrieving (a benchmark's gold entity; given, it wins in any mode).
+        `start_reader`: the reading stages follow, so when a query is valid the reader starts
+        now in the background (`Components.start_generator`)."""
         ids = [q.query_id for q in queries]
         if len(set(ids)) != len(ids):
             raise UserError("query ids must be unique within a batch")
@@ -186,18 +226,21 @@ class Pipeline(Components):
         timings = {} if timings is None else timings
         failed = {q.query_id: r for q in queries if (r := check_query(q)) is not None}
         valid = [q for q in queries if q.query_id not in failed]
+        if start_reader and valid:
+            self._check_index()
+            self.start_generator()
         results: dict[str, RetrievalResult] = {}
         if evidence is not None:
             results = {q.query_id: _given(q.query_id, evidence.get(q.query_id, ())) for q in valid}
         elif valid and self.retrieval_mode == "index":
-            vectors, present, key = self._encode(valid, cache, timings)
+            vectors, present, key = cached.encode(self, valid, cache, timings)
             for q, ok in zip(valid, present, strict=True):
                 if not ok and q.image_path is not None:  # text-only queries have none
                     failed[q.query_id] = f"unreadable image: {q.image_path}"
             keep = [i for i, q in enumerate(valid) if q.query_id not in failed]
             valid = [valid[i] for i in keep]
-            found, key = self._search(valid, vectors[keep], key, cache, timings)
-            ranked = self._rerank(valid, found, key, cache, timings, progress)
+            found, key = cached.search(self, valid, vectors[keep], key, cache, timings)
+            ranked = cached.rerank(self, valid, found, key, cache, timings, progress)
             results = {r.query_id: r for r in ranked}
         share = {  # each question's share of the batched stages
             stage: t["seconds"] / max(len(queries), 1)
@@ -237,6 +280,9 @@ class Pipeline(Components):
         key = digest([self.reader_key(), [[a.query_id, _ids(a.passages)] for a in todo]])
         done = journal.load(key, todo) if journal is not None else {}
         missing = [c for c in chunks if any(a.query_id not in done for a in c)]
+        if missing and "generator" not in self.__dict__:  # the engine loads before the bar
+            with Spinner("starting reader", enabled=progress):
+                _ = self.generator
         with ProgressBar(f"reading ({stage})", len(missing), enabled=progress) as bar:
             for chunk in missing:
                 answers = self._read_chunk(chunk)
@@ -297,74 +343,6 @@ class Pipeline(Components):
             for a, prompt, out in zip(chunk, prompts, outputs, strict=True)
         ]
 
-    def _encode(
-        self, queries: Sequence[VQAQuery], cache: StageCache | None, timings: Timings
-    ) -> tuple[Any, Any, str]:
-        started = time.perf_counter()
-        key = digest(
-            {
-                "encoder": self.encoder_key(),
-                "dtype": self.encoder_dtype(),
-                "queries": [[q.question, _image_stamp(q.image_path)] for q in queries],
-            }
-        )
-        hit = cache.load_vectors(key) if cache is not None else None
-        if hit is None:
-            vectors, present = self.encode(queries)
-            if cache is not None:
-                cache.save_vectors(key, vectors, present)
-        else:
-            vectors, present = hit
-        _timed(timings, "encode", hit is not None, started)
-        return vectors, present, key
-
-    def _search(
-        self,
-        queries: Sequence[VQAQuery],
-        vectors: Any,
-        encode_key: str,
-        cache: StageCache | None,
-        timings: Timings,
-    ) -> tuple[list[RetrievalResult], str]:
-        started = time.perf_counter()
-        ids = [q.query_id for q in queries]
-        key = digest([encode_key, ids, self.index_key(), self.top_k, self.one_per_page])
-        results = cache.load_results("search", key, self.kb) if cache is not None else None
-        hit = results is not None
-        if results is None:
-            results = self.search(ids, vectors) if queries else []
-            if cache is not None:
-                cache.save_results("search", key, results)
-        _timed(timings, "search", hit, started)
-        return results, key
-
-    def _rerank(
-        self,
-        queries: Sequence[VQAQuery],
-        results: list[RetrievalResult],
-        search_key: str,
-        cache: StageCache | None,
-        timings: Timings,
-        progress: bool,
-    ) -> list[RetrievalResult]:
-        if not self.config.get("rerank"):
-            return results
-        started = time.perf_counter()
-        key = digest([search_key, self.rerank_key()])
-        ranked = cache.load_results("rerank", key, self.kb) if cache is not None else None
-        hit = ranked is not None
-        if ranked is None:
-            ranked = []
-            with ProgressBar("reranking", len(queries), enabled=progress) as bar:
-                for i in range(0, len(queries), RERANK_STEP):
-                    chunk = queries[i : i + RERANK_STEP]
-                    ranked += self.rerank(chunk, results[i : i + RERANK_STEP])
-                    bar.advance(len(chunk))
-            if cache is not None:
-                cache.save_results("rerank", key, ranked)
-        _timed(timings, "rerank", hit, started)
-        return ranked
-
 
 def _given(query_id: str, passages: Sequence[Passage]) -> RetrievalResult:
     """Passages given instead of retrieved, in their order, each with score 1."""
@@ -375,17 +353,3 @@ def _given(query_id: str, passages: Sequence[Passage]) -> RetrievalResult:
 
 def _ids(passages: Sequence[RetrievedPassage]) -> list[str]:
     return [rp.passage.passage_id for rp in passages]
-
-
-def _image_stamp(path: str | None) -> Any:
-    """What identifies an image file's content for a cache key: path, size, mtime."""
-    file = Path(path) if path else None
-    if file is None or not file.is_file():
-        return None
-    stat = file.stat()
-    return [path, stat.st_size, stat.st_mtime_ns]
-
-
-def _timed(timings: Timings, stage: str, cached: bool, started: float) -> None:
-    seconds = 0.0 if cached else time.perf_counter() - started
-    timings[stage] = {"seconds": round(seconds, 3), "cached": cached}
