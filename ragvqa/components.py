@@ -29,7 +29,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ragvqa.config import Origins, build, merge
+from ragvqa.config import Origins, build
 from ragvqa.errors import UserError
 from ragvqa.generate.base import Sampling
 from ragvqa.generate.context import chat_token_counter, fit_prompt
@@ -44,7 +44,7 @@ from ragvqa.prompts import PromptLibrary
 from ragvqa.registry import GENERATORS, RERANKERS
 from ragvqa.resources import cache_root
 from ragvqa.schema import validate_pipeline
-from ragvqa.schema.components import GENERATOR_ARGS
+from ragvqa.schema.components import with_remote_code
 from ragvqa.schema.sections import ReaderSection, RetrievalSection
 from ragvqa.startup import Background, StartupLog, since_start
 from ragvqa.types import ChatPrompt, RetrievedPassage
@@ -81,16 +81,6 @@ def _reader_settings(reader: ReaderSection) -> ReaderSettings:
     )
 
 
-def _with_remote_code(config: dict[str, Any]) -> dict[str, Any]:
-    """`config` with `trust_remote_code: true` for its reader, when the reader's type takes it
-    (vLLM); other readers run no repository code, so the flag changes nothing for them."""
-    generator = (config.get("reader") or {}).get("generator") or {}
-    schema = GENERATOR_ARGS.get(generator.get("type"))
-    if schema is None or "trust_remote_code" not in schema.model_fields:
-        return config
-    return merge(config, {"reader": {"generator": {"trust_remote_code": True}}})
-
-
 class Components:
     """The components of one pipeline file, built lazily (or given), and their identities.
 
@@ -120,7 +110,7 @@ class Components:
             config, origins=origins, name=name or None, trust_remote_code=trust_remote_code
         )
         if trust_remote_code:
-            config = _with_remote_code(config)
+            config = with_remote_code(config)
         self.config, self.folder, self.name = config, folder, name or config.get("name", "")
         self.reader_settings = _reader_settings(typed.reader or ReaderSection())
         retrieval = typed.retrieval or RetrievalSection()

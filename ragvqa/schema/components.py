@@ -128,3 +128,15 @@ RERANKER_ARGS: dict[str, type[Section]] = {
     "cross_encoder": CrossEncoderArgs,
     "entity_choice": EntityChoiceArgs,
 }
+
+
+def with_remote_code(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` with `trust_remote_code: true` for its reader, when the reader's type takes it
+    (vLLM); other readers run no repository code, so the flag changes nothing for them."""
+    from ragvqa.config import merge
+
+    generator = (config.get("reader") or {}).get("generator") or {}
+    schema = GENERATOR_ARGS.get(generator.get("type"))
+    if schema is None or "trust_remote_code" not in schema.model_fields:
+        return config
+    return merge(config, {"reader": {"generator": {"trust_remote_code": True}}})
