@@ -53,6 +53,20 @@ BEM_VOCAB = [
 ]
 
 
+def chromium() -> str:
+    """Debian's headless browser, which the report, serve and browser tests drive; a test
+    that needs it fails (never skips) when it is missing."""
+    import shutil
+
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.fail(
+            "chromium not found on PATH: this test needs a real headless browser "
+            "(Debian: apt-get install -y chromium; .ci/run installs it)"
+        )
+    return path
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shutil
 import subprocess
 import time
 from contextlib import ExitStack
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import chromium
 from PIL import Image
 from test_serve import EDIT, Server, first_images, shared_server
 from websockets.sync.client import connect
@@ -25,21 +25,11 @@ pytestmark = pytest.mark.engine
 STEP_TIMEOUT_S = 240  # one answer on a busy 2-core machine
 
 
-def _chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.fail(
-            "chromium not found on PATH: the browser tests need a real headless browser "
-            "(Debian: apt-get install -y chromium; .ci/run installs it)"
-        )
-    return path
-
-
 class Browser:
     """One headless chromium and one tab, spoken to in the DevTools protocol (flat sessions)."""
 
     def __init__(self, profile: Path):
-        command = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+        command = [chromium(), "--headless", "--no-sandbox", "--disable-gpu",
                    "--disable-dev-shm-usage", "--no-first-run", "--remote-debugging-port=0",
                    f"--user-data-dir={profile}", "--window-size=1400,1100",
                    "about:blank"]  # fmt: skip

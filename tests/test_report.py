@@ -6,13 +6,13 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shutil
 import subprocess
 import time
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from conftest import chromium
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -272,20 +272,10 @@ def test_cli_errors_are_one_line(tmp_path: Path, run_dir: Path) -> None:
 # --- a real browser ---------------------------------------------------------------------------
 
 
-def _chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.fail(
-            "chromium not found on PATH: the report tests need a real headless browser "
-            "(Debian: apt-get install -y chromium; .ci/run installs it)"
-        )
-    return path
-
-
 def _run_chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     profile = tmp_path / f"chromium-profile-{len(list(tmp_path.glob('chromium-profile-*')))}"
     command = [
-        _chromium(),
+        chromium(),
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
