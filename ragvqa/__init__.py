@@ -13,8 +13,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ragvqa import torchvision_ops
+
 __version__ = "0.1.0"
 __all__ = ["Answer", "Pipeline", "VQAQuery"]
+
+# the CPU install's torchvision imports only with this (see ragvqa/torchvision_ops.py); the
+# hook imports nothing until torchvision is imported
+torchvision_ops.install()
 
 if TYPE_CHECKING:
     from ragvqa.pipeline import Pipeline

@@ -29,10 +29,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from ragvqa import cached_stages
 from ragvqa.config import Origins, build
 from ragvqa.errors import UserError
 from ragvqa.generate.base import Sampling
-from ragvqa.generate.context import chat_token_counter, fit_prompt
+from ragvqa.generate.context import fit_prompt, reader_token_counter
 from ragvqa.hub import resolve_input
 from ragvqa.index.manifest import MANIFEST as INDEX_MANIFEST
 from ragvqa.index.manifest import checkpoint_identity, read_manifest
@@ -331,19 +332,20 @@ class Components:
             return template.render(question=question, passages=chosen, image=image)
 
         counter, context = self._token_counter()
-        if counter is None or not evidence:
+        if counter is None:
             return render(evidence)
         return fit_prompt(render, evidence, counter, context, settings.sampling.max_tokens)
 
     def _token_counter(self) -> tuple[Any, int]:
         if "_counter" not in self.__dict__:
             spec = self.section("reader").get("generator") or {}
-            context = self.reader_settings.context or spec.get("max_model_len")
-            tokenizer = getattr(self.generator, "tokenizer", None)
-            counter = None
-            if context and callable(tokenizer):
-                layout = getattr(self.generator, "layout", "chat")
-                counter = chat_token_counter(tokenizer(), layout=layout)
+            # the reader's own context length when the pipeline does not set one
+            context = (
+                self.reader_settings.context
+                or spec.get("max_model_len")
+                or getattr(self.generator, "context_length", None)
+            )
+            counter = reader_token_counter(self.generator) if context else None
             self.__dict__["_counter"] = (counter, int(context or 0))
         return self.__dict__["_counter"]
 
@@ -377,14 +379,30 @@ class Components:
         }
 
     def rerank_key(self) -> Any:
+        """The reranker's settings and the identity of the model it runs (weights included)."""
         spec = self.config.get("rerank")
         if spec and spec.get("type") == "entity_choice":
-            return {"rerank": spec, "reader": self.section("reader").get("generator")}
+            reader = self.section("reader").get("generator") or {}
+            return {"rerank": spec, "reader": reader, "weights": self._weights_key(reader)}
+        if spec and spec.get("model"):
+            return {"rerank": spec, "model": self._weights_key(spec)}
         return spec or None
 
+    def _weights_key(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """The identity of the models a component spec names (`model`, and `tokenizer` when
+        given): `ragvqa.cached_stages.model_identity`, its weights' fingerprint."""
+        revision = spec.get("revision")
+        return {
+            key: cached_stages.model_identity(self.model_ref(spec[key]), revision)
+            for key in ("model", "tokenizer")
+            if spec.get(key)
+        }
+
     def reader_key(self) -> dict[str, Any]:
+        generator = self.section("reader").get("generator") or {}
         return {
             "generator": self.section("reader").get("generator"),
+            "weights": self._weights_key(generator),
             "template": self.template.ref,
             "template_hash": self.template.sha256,
             "settings": {**vars(self.reader_settings), "sampling": self.reader_settings.sampling},

@@ -99,6 +99,7 @@ class Background:
         self._taken = False
         self.thread = threading.Thread(target=self._run, name=f"ragvqa-{name}", daemon=True)
         self.thread.outlives_engine = True  # type: ignore[attr-defined]
+        self.thread.background = self  # type: ignore[attr-defined]
         self.thread.start()
 
     def _run(self) -> None:
@@ -124,3 +125,20 @@ class Background:
     def close(self) -> None:
         """Let the thread end (without waiting for a build still running)."""
         self._closed.set()
+
+    @property
+    def building(self) -> bool:
+        return not self._built.is_set()
+
+
+def still_building() -> bool:
+    """Whether a `Background` build (an engine starting) is still running in this process.
+    Python's shutdown ends such a daemon thread wherever it is, and one inside torch's C++ code
+    then aborts the process ("FATAL: exception not rethrown"); the CLI leaves by `os._exit`
+    instead (the engine's processes die with it)."""
+    return any(
+        t.name.startswith("ragvqa-")
+        and getattr(t, "background", None) is not None
+        and t.background.building
+        for t in threading.enumerate()
+    )

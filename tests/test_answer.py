@@ -32,9 +32,9 @@ def test_answer_json_holds_the_whole_record(world, shared_engine):
     scores = [r["score"] for r in record["retrieved"]]
     assert scores == sorted(scores, reverse=True)
     assert len({r["page_id"] for r in record["retrieved"]}) == 3  # one passage per entity
-    assert record["template"] == "answer/evidence_fallback@1"
+    assert record["template"] == "answer/evidence_short@1"
     assert record["answer"] == Pipeline.load(world["pipeline"]).extract(record["raw_output"])
-    # the rendered prompt quotes the evidence the reader saw (2 passages, or fewer if cut)
+    # the rendered prompt quotes the evidence the reader saw (the demo reads 1 passage)
     user = next(m["text"] for m in record["prompt"] if m["role"] == "user")
     shown = record["retrieved"][: len(record["evidence"])]
     assert record["evidence"] == [r["passage_id"] for r in shown] and len(shown) >= 1

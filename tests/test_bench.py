@@ -58,8 +58,8 @@ def test_run_directory_holds_every_answer_and_official_scores(world, reference, 
     metrics = read_metrics(reference)
     questions = [json.loads(x) for x in world["infoseek_questions"].read_text().splitlines()]
     assert [r.data_id for r in records] == [q["data_id"] for q in questions]
-    assert all(r.status == "ok" and r.template == "answer/evidence_fallback@1" for r in records)
-    assert all(len(r.retrieved) == 5 and len(r.evidence) <= 2 for r in records)
+    assert all(r.status == "ok" and r.template == "answer/evidence_short@1" for r in records)
+    assert all(len(r.retrieved) == 5 and len(r.evidence) <= 1 for r in records)
     assert metrics["counts"] == {
         "questions": 30,
         "answered": 30,
@@ -278,7 +278,7 @@ def test_check_against_expected_figures(world, reference, tmp_path, monkeypatch)
             "--cache", str(reference.parent / "cache"), "--check"]  # fmt: skip
     for value, code in ((recall5, 0), (recall5 + 5, 1)):
         expected.write_text(
-            "runs:\n  - pipeline: demo\n    template: answer/evidence_fallback@1\n"
+            "runs:\n  - pipeline: demo\n    template: answer/evidence_short@1\n"
             f"    tolerance: 0.5\n    metrics:\n      retrieval.entity_recall.recall@5: {value}\n"
         )
         result = cli(args)
@@ -351,7 +351,7 @@ def test_shipped_expected_figures_hold_for_the_demo_world(world, reference, shar
     from ragvqa.cli.bench import check_expected
 
     infoseek = get_benchmark("infoseek")
-    assert check_expected(infoseek, "demo", "answer/evidence_fallback@1", read_metrics(reference))
+    assert check_expected(infoseek, "demo", "answer/evidence_short@1", read_metrics(reference))
     data = tmp_path / "data"
     (data / "evqa").mkdir(parents=True)
     shutil.copy(world["evqa_csv"], data / "evqa" / "test.csv")
@@ -405,7 +405,7 @@ def test_baselines_no_retrieval_and_oracle_entity(world, vllm_engine, tmp_path):
     oracle = [json.loads(x)["record"] for x in (out / "work" / "oracle_entity.jsonl").open()]
     assert len(oracle) == 6
     for record in oracle:
-        assert len(record["evidence"]) == 2  # reader.passages of the demo pipeline
+        assert len(record["evidence"]) == 1  # reader.passages of the demo pipeline
         assert {qid_of_page[pid] for pid in record["evidence"]} == {gold[record["data_id"]]}
     plain = [json.loads(x)["record"] for x in (out / "work" / "no_retrieval.jsonl").open()]
     assert {r["template"] for r in plain} == {"answer/no_retrieval@1"}

@@ -163,7 +163,7 @@ def _ask(browser: Browser, question: str) -> dict[str, Any]:
 
 def test_upload_ask_and_see_answer_evidence_and_timings(server, browser):
     browser.open(server.url + "/")
-    assert browser.js(_text("#pipeline-name")).startswith("demo · answer/evidence_fallback@1")
+    assert browser.js(_text("#pipeline-name")).startswith("demo · answer/evidence_short@1")
     assert "random weights" in browser.js(_text("#notice"))
     image = first_images(server.world, 1)[0]
     browser.set_files("#image", [str(image)])
@@ -249,7 +249,7 @@ def test_playground_reanswers_an_edit_beside_the_first_and_saves_it(server, brow
     assert (first["draft"], first["how"], first["template"]) == (
         False,
         "asked",
-        "answer/evidence_fallback@1",
+        "answer/evidence_short@1",
     )
     assert first["answer"] == (record["answer"] or "(no answer)")
     assert edited["draft"] and edited["how"] == "draft edited from answer/evidence_short@1"

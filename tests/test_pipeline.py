@@ -21,7 +21,7 @@ def test_paths_are_relative_to_the_file_and_hub_ids_stay(world, tmp_path, monkey
     root = world["root"].resolve()
     assert pipe.model_ref("models/reader") == str(root / "models" / "reader")
     assert pipe.model_ref("Qwen/Qwen2.5-VL-7B-Instruct") == "Qwen/Qwen2.5-VL-7B-Instruct"
-    assert (pipe.reader_settings.passages, pipe.top_k, pipe.reader_settings.images) == (3, 7, False)
+    assert (pipe.reader_settings.passages, pipe.top_k, pipe.reader_settings.images) == (3, 7, True)
     monkeypatch.setenv("RAGVQA_CACHE", str(tmp_path / "cache"))
     assert pipe.path("${RAGVQA_CACHE}/kb/x") == str(tmp_path / "cache" / "kb" / "x")
 
@@ -101,12 +101,14 @@ def test_render_takes_the_top_passages_and_drops_images_for_text_readers(world, 
 
     from ragvqa.types import Passage, RetrievedPassage
 
-    class Tokenizing:  # the real tokenizer of the world's reader, without an engine
+    class Tokenizing:  # the real tokenizer of a text reader, without an engine
         def tokenizer(self):
             return AutoTokenizer.from_pretrained(llama)
 
     reader = {"generator": Tokenizing()}
-    pipe = Pipeline.load(world["pipeline"], ["reader.context=512"], components=reader)
+    text_reader = ["reader.images=false", "reader.passages=2"]
+    text_reader += ["reader.prompt=answer/evidence_fallback@1"]
+    pipe = Pipeline.load(world["pipeline"], [*text_reader, "reader.context=512"], components=reader)
     passages = tuple(
         RetrievedPassage(Passage(f"p{i}", f"text {i}", title=f"T{i}", page_id=f"P{i}"), 1 - i, i)
         for i in range(4)
@@ -116,13 +118,19 @@ def test_render_takes_the_top_passages_and_drops_images_for_text_readers(world, 
     assert "T0" in text and "T1" in text and "T2" not in text
     assert prompt.images() == [] and prompt.truncated_passages == 0
     assert pipe.evidence_count(prompt, passages) == 2
+    # a reader that cannot count images is not given any: one line, before the engine is asked
     with_images = Pipeline.load(
-        world["pipeline"], ["reader.images=true", "reader.context=2048"], components=reader
+        world["pipeline"],
+        [*text_reader, "reader.images=true", "reader.context=2048"],
+        components=reader,
     )
-    assert with_images.render("When?", "/x.jpg", passages).images() == ["/x.jpg"]
+    with pytest.raises(UserError, match="the reader reads no images"):
+        with_images.render("When?", "/x.jpg", passages)
     # a context that fits one passage (154 tokens + 8 to answer) but not two (168) keeps one
     # 1 passage: 154 tokens
-    tight = Pipeline.load(world["pipeline"], ["reader.context=170"], components=reader)
+    tight = Pipeline.load(
+        world["pipeline"], [*text_reader, "reader.context=170"], components=reader
+    )
     cut = tight.render("When?", "/x.jpg", passages)
     assert cut.truncated_passages == 1
     assert tight.evidence_count(cut, passages) == 1

@@ -98,17 +98,36 @@ def test_entity_choice_moves_the_chosen_page_first():
     assert candidates(result, 1) == [("A", "Alpha")]
 
 
-def test_entity_choice_with_a_real_reader(vllm_engine):
-    reranker = EntityChoiceReranker(vllm_engine, CHOICE, sampling=Sampling(max_tokens=4))
-    [out] = reranker.rerank_batch([VQAQuery("q", "what is it?")], [FIRST])
+def test_entity_choice_with_a_real_reader(vllm_engine, colour_images):
+    """The choice prompt goes through vLLM with the question's image (the world's tiny
+    Qwen2.5-VL reads it): its token count includes the image's 4 merged patches and the
+    vision start and end markers."""
+
+    class Recording:  # the session's engine, keeping what it generated
+        model = vllm_engine.model
+
+        def __init__(self):
+            self.outputs = []
+
+        def generate(self, prompts, sampling):
+            self.outputs += vllm_engine.generate(prompts, sampling)
+            return self.outputs[-len(prompts) :]
+
+    engine = Recording()
+    reranker = EntityChoiceReranker(engine, CHOICE, sampling=Sampling(max_tokens=4))
+    queries = [VQAQuery(c, "what is it?", image) for c, image in colour_images.items()]
+    red, blue = reranker.rerank_batch([*queries, VQAQuery("t", "what is it?")], [FIRST] * 3)[:2]
     # whatever the tiny random model says, the result is a permutation of the input with the
     # first-stage scores, and a choice it makes moves one page to the front
-    assert sorted(p.passage.passage_id for p in out.passages) == ["a#0", "b#0", "c#0"]
-    assert {p.passage.passage_id: p.score for p in out.passages} == {
-        "a#0": 0.9,
-        "b#0": 0.5,
-        "c#0": 0.7,
-    }
+    for out in (red, blue):
+        assert sorted(p.passage.passage_id for p in out.passages) == ["a#0", "b#0", "c#0"]
+        assert {p.passage.passage_id: p.score for p in out.passages} == {
+            "a#0": 0.9,
+            "b#0": 0.5,
+            "c#0": 0.7,
+        }
+    with_red, with_blue, text_only = engine.outputs
+    assert with_red.prompt_tokens == with_blue.prompt_tokens == text_only.prompt_tokens + 4 + 2
 
 
 def test_cross_encoder_scores_and_fusion(tmp_path):

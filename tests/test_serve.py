@@ -323,7 +323,7 @@ def test_health_and_the_resolved_pipeline(server):
     assert info["config"]["name"] == "demo" and info["config"]["retrieval"]["top_k"] == 5
     assert (info["retrieval_mode"], info["top_k"], info["needs_image"]) == ("index", 5, True)
     library = PromptLibrary(server.prompts)
-    default = library.get("answer/evidence_fallback@1")
+    default = library.get("answer/evidence_short@1")
     assert info["template"] == {"ref": default.ref, "sha256": sha256_file(default.path)}
     shipped = {t["ref"]: t for t in info["templates"]}
     assert set(shipped) >= set(library.lock())
@@ -345,7 +345,7 @@ def test_answer_is_the_record_of_answer_json(server):
     assert set(record) == set(Answer("q", "x").to_json())  # the record `answer --json` prints
     assert record["question"] == "Which city is this tower in?" and record["error"] is None
     assert (
-        record["query_id"].startswith("q-") and record["template"] == "answer/evidence_fallback@1"
+        record["query_id"].startswith("q-") and record["template"] == "answer/evidence_short@1"
     )
     assert [r["rank"] for r in record["retrieved"]] == [0, 1, 2]
     scores = [r["score"] for r in record["retrieved"]]
@@ -515,7 +515,7 @@ def test_reread_uses_the_cached_retrieval(server):
     assert edited["retrieved"] == first["retrieved"]
     for bad, status, message in [
         ({"query_id": "q-none"}, 404, "unknown query id q-none (the server keeps the last 256"),
-        ({**draft, "text": "no blocks"}, 400, "renders no user message (a user block)"),
+        ({**draft, "text": "no blocks"}, 400, "renders no user message and no text at all"),
         ({**body, "template": "answer/nope"}, 400, "unknown prompt template 'answer/nope'"),
     ]:
         response = server.client.post("/v1/reread", json=bad)

@@ -265,8 +265,9 @@ def test_verbosity_sets_the_libraries_levels(monkeypatch):
 
 @pytest.mark.engine  # a `ragvqa` process loads the models
 def test_library_warnings_hidden_unless_verbose(world, tmp_path):
-    """A real `ragvqa` process: the retriever's image processor makes transformers warn; the
-    warning shows only with -v (a retrieval-only run: no reader engine)."""
+    """A real `ragvqa` process: loading the retriever's image processor makes transformers log
+    (information: with torchvision installed it no longer warns); the logs show only with -vv
+    (a retrieval-only run: no reader engine)."""
     script = Path(sys.executable).parent / "ragvqa"
     env = {k: v for k, v in os.environ.items() if k not in cli_main.QUIET}
     args = ["bench", "infoseek", "--pipeline", str(world["pipeline"]), "--retrieval-only",
@@ -276,7 +277,7 @@ def test_library_warnings_hidden_unless_verbose(world, tmp_path):
             "--cache", str(tmp_path / "cache"), "--no-cache"]  # fmt: skip
     quiet = subprocess.run([script, *args, "--out", tmp_path / "a"], capture_output=True,
                            text=True, env=env, timeout=300)  # fmt: skip
-    loud = subprocess.run([script, "-v", *args, "--out", tmp_path / "b"], capture_output=True,
+    loud = subprocess.run([script, "-vv", *args, "--out", tmp_path / "b"], capture_output=True,
                           text=True, env=env, timeout=300)  # fmt: skip
     assert quiet.returncode == 0 and loud.returncode == 0, quiet.stderr + loud.stderr
     assert "[transformers]" in loud.stderr and "[transformers]" not in quiet.stderr
@@ -380,8 +381,8 @@ def test_demo_then_the_commands_it_prints(world, shared_engine, tmp_path, monkey
     assert compare.exit_code == 0, compare.output
     head = compare.stderr.splitlines()[:2]
     assert head == [
-        "A: runs/demo-a  pipeline ragvqa-demo/pipeline.yaml  template answer/evidence_fallback@1",
-        "B: runs/demo-b  pipeline ragvqa-demo/pipeline.yaml  template answer/evidence_short@1",
+        "A: runs/demo-a  pipeline ragvqa-demo/pipeline.yaml  template answer/evidence_short@1",
+        "B: runs/demo-b  pipeline ragvqa-demo/pipeline.yaml  template answer/evidence_fallback@1",
     ]
     assert "predictions changed:" in compare.stderr
     assert cli("report", "runs/demo-b").exit_code == 0

@@ -63,7 +63,7 @@ def main() -> None:
 
     cold = run("cold", pipe, use_cache=True)
     compute = sum(cold["stages_s"].values())
-    other = pipe.with_prompt("answer/evidence_short@1")
+    other = pipe.with_prompt("answer/evidence_fallback@1")
     cached = run("prompt-cached", other, use_cache=True)
     uncached = run("prompt-uncached", other, use_cache=False)
     pipe.close()

@@ -59,7 +59,7 @@ def next_commands(folder: Path, image: Path, question: str) -> list[str]:
     return [
         f"ragvqa answer --pipeline {pipeline} --image {q(str(image))} --question {q(question)}",
         f"{bench} --check --out runs/demo-a",
-        f"{bench} --prompt answer/evidence_short@1 --out runs/demo-b",
+        f"{bench} --prompt answer/evidence_fallback@1 --out runs/demo-b",
         "ragvqa compare runs/demo-a runs/demo-b",
         "ragvqa report runs/demo-b",
         f"ragvqa bench evqa --pipeline {pipeline} --check",

@@ -25,7 +25,7 @@ from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from ragvqa import __version__
 from ragvqa.cli.answer import answer_command
-from ragvqa.cli.bench import bench_command
+from ragvqa.cli.bench import BenchCommand, bench_command
 from ragvqa.cli.compare import compare_command
 from ragvqa.cli.data import app as data_app
 from ragvqa.cli.demo import demo_command
@@ -130,9 +130,9 @@ app.add_typer(prompts_app, name="prompts")
 app.add_typer(train_app, name="train")
 app.add_typer(data_app, name="data")
 app.command("answer", help="Answer one question about an image, with its evidence.")(answer_command)
-app.command("bench", help="Run a benchmark through a pipeline: resumable, cached, scored.")(
-    bench_command
-)
+app.command(
+    "bench", help="Run a benchmark through a pipeline: resumable, cached, scored.", cls=BenchCommand
+)(bench_command)
 app.command("demo", help="A tiny offline world: answer and bench end to end.")(demo_command)
 app.command("compare", help="Run B vs run A, with paired bootstrap intervals.")(compare_command)
 app.command("report", help="A self-contained HTML report of a benchmark run.")(report_command)
@@ -166,5 +166,17 @@ def root(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. A command that ends while a reader's engine is still
+    starting in the background (its question failed first) leaves at once, by `os._exit`, with
+    its exit status: see `ragvqa.startup.still_building`."""
+    try:
+        app()
+    except SystemExit as done:
+        from ragvqa.startup import still_building
+
+        if still_building():
+            code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        raise

@@ -49,23 +49,32 @@ class GenerationError(UserError):
         self.completed = completed
 
 
+EXIF_ORIENTATION = 0x0112  # the EXIF tag that says how a camera held the picture
+
+
 def image_data_uri(path: str) -> str:
-    """An image file as a data URI (JPEG or PNG kept as they are; other formats as PNG)."""
+    """An image file as a data URI: JPEG or PNG bytes as they are; other formats, and images
+    whose EXIF orientation turns them, as PNG with the orientation applied (so every reader,
+    and the token count, sees the picture upright)."""
     if path.startswith(("data:", "http://", "https://")):
         return path
     file = Path(path)
     if not file.is_file():
         raise UserError("image not found", path=path)
-    mime = mimetypes.guess_type(file.name)[0] or ""
-    if mime in ("image/jpeg", "image/png"):
-        data = file.read_bytes()
-    else:
-        from PIL import Image
+    from PIL import Image, ImageOps
 
-        buffer = io.BytesIO()
+    mime = mimetypes.guess_type(file.name)[0] or ""
+    try:
         with Image.open(file) as img:
-            img.convert("RGB").save(buffer, format="PNG")
-        data, mime = buffer.getvalue(), "image/png"
+            upright = img.getexif().get(EXIF_ORIENTATION, 1) == 1
+            if mime in ("image/jpeg", "image/png") and upright:
+                data = file.read_bytes()
+            else:
+                buffer = io.BytesIO()
+                ImageOps.exif_transpose(img).convert("RGB").save(buffer, format="PNG")
+                data, mime = buffer.getvalue(), "image/png"
+    except OSError as exc:
+        raise UserError(f"cannot read image ({exc})", path=path) from None
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 

@@ -52,8 +52,25 @@ class TransformersGenerator:
             raise UserError(f"cannot load reader {model!r} ({first})") from None
         self.net.to(self.device).eval()
 
+    mm_kwargs: dict[str, Any] = {}  # the processor's own settings apply
+    image_limit = None
+
+    def tokenizer(self) -> Any:
+        """The tokenizer (with the chat template) that formats this reader's prompts."""
+        return getattr(self.processor, "tokenizer", self.processor)
+
+    def hf_processor(self) -> Any:
+        return self.processor
+
+    @property
+    def context_length(self) -> int | None:
+        """The model's `max_position_embeddings` (its text model's, for image-text models)."""
+        config = self.net.config
+        text = getattr(config, "text_config", None) or config
+        return getattr(text, "max_position_embeddings", None)
+
     def _messages(self, prompt: ChatPrompt) -> list[dict[str, Any]]:
-        from PIL import Image
+        from PIL import Image, ImageOps
 
         out = []
         for message in prompt.messages:
@@ -63,8 +80,12 @@ class TransformersGenerator:
             content = []
             for part in message.parts:
                 if isinstance(part, ImagePart):
-                    with Image.open(part.image) as img:
-                        content.append({"type": "image", "image": img.convert("RGB")})
+                    try:
+                        with Image.open(part.image) as img:  # upright, as vLLM reads it
+                            upright = ImageOps.exif_transpose(img).convert("RGB")
+                    except OSError as exc:
+                        raise UserError(f"cannot read image ({exc})", path=part.image) from None
+                    content.append({"type": "image", "image": upright})
                 else:
                     content.append({"type": "text", "text": part.text})
             out.append({"role": message.role, "content": content})
@@ -77,7 +98,7 @@ class TransformersGenerator:
         for prompt in prompts:
             started = time.perf_counter()
             if self.layout == "plain":  # the tokenizer adds what the model expects (BOS)
-                inputs = self.processor(plain_text(prompt), return_tensors="pt").to(self.device)
+                inputs = self.tokenizer()(plain_text(prompt), return_tensors="pt").to(self.device)
             else:
                 inputs = self.processor.apply_chat_template(
                     self._messages(prompt),
@@ -102,7 +123,9 @@ class TransformersGenerator:
             stopped = len(new) > 0 and int(new[-1]) == eos
             out.append(
                 Generation(
-                    text=tokenizer.decode(new, skip_special_tokens=True),
+                    # an answer cut inside a character ends in U+FFFD here; vLLM's incremental
+                    # detokenizer holds those bytes back: drop them, so both readers agree
+                    text=tokenizer.decode(new, skip_special_tokens=True).rstrip("\ufffd"),
                     model=self.model,
                     sampling=sampling.as_dict(),
                     prompt_tokens=int(length),

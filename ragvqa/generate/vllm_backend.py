@@ -22,6 +22,7 @@ import ctypes
 import importlib
 import multiprocessing
 import os
+import re
 import signal
 import sys
 import threading
@@ -62,14 +63,18 @@ class VLLMGenerator:
         LLM = self.preload()  # noqa: N806 (vLLM's class)
         self.model, self.layout = model, check_layout(layout)
         engine_args.setdefault("trust_remote_code", False)
+        # what the prompt's token count needs to know of images (generate/context.py)
+        self.mm_kwargs = dict(engine_args.get("mm_processor_kwargs") or {})
+        self.image_limit = (engine_args.get("limit_mm_per_prompt") or {}).get("image")
+        self._hub = {k: engine_args[k] for k in ("revision", "download_dir") if engine_args.get(k)}
+        self._processor: Any = None
         if os.environ["VLLM_LOGGING_LEVEL"].upper() in ("ERROR", "CRITICAL"):  # `ragvqa` (no -v)
             engine_args.setdefault("use_tqdm_on_load", False)  # nor the weights' loading bar
         try:
             with _engine_dies_with_parent():
                 self.llm = LLM(model=model, **engine_args)
-        except (OSError, ValueError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise UserError(f"vLLM cannot load {model!r} ({first})") from None
+        except Exception as exc:  # noqa: BLE001 (whatever the type: one line, exit 2)
+            raise UserError(f"vLLM cannot load {model!r} ({engine_failure(exc)})") from None
 
     def close(self) -> None:
         """Stop the engine process now (instead of at interpreter exit)."""
@@ -79,6 +84,25 @@ class VLLMGenerator:
 
     def tokenizer(self) -> Any:
         return self.llm.get_tokenizer()
+
+    @property
+    def context_length(self) -> int | None:
+        """The engine's `max_model_len` (the model's own when the pipeline sets none)."""
+        config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
+        return getattr(config, "max_model_len", None)
+
+    def hf_processor(self) -> Any:
+        """The model's Hugging Face processor (what vLLM runs on each image), loaded on first
+        use to count image tokens: same files, no remote code."""
+        if self._processor is None:
+            from transformers import AutoProcessor
+
+            revision = self._hub.get("revision")
+            cache_dir = self._hub.get("download_dir")
+            self._processor = AutoProcessor.from_pretrained(
+                self.model, revision=revision, cache_dir=cache_dir, trust_remote_code=False
+            )
+        return self._processor
 
     def generate(self, prompts: list[ChatPrompt], sampling: Sampling) -> list[Generation]:
         from vllm import SamplingParams
@@ -112,6 +136,30 @@ class VLLMGenerator:
             )
             for out in outputs
         ]
+
+
+def engine_failure(exc: BaseException) -> str:
+    """The root cause of a failed engine start, in one line: the innermost exception of the
+    chain with a message. vLLM wraps the engine process's failure in "Engine core
+    initialization failed. See root cause above" (the cause is in the engine's log, so the line
+    says how to see it) and a failed model inspection in a pydantic validation error (whose
+    second line is the message)."""
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(chain) < 20:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for cause in reversed(chain):
+        lines = [ln.strip() for ln in str(cause).splitlines() if ln.strip()]
+        lines = [ln for ln in lines if not ln.startswith("For further information")]
+        if len(lines) > 1 and re.fullmatch(r"\d+ validation errors? for \w+", lines[0]):
+            lines = lines[1:]
+        if lines:
+            text = re.sub(r"\s*\[type=.*$", "", lines[0]).removeprefix("Value error, ")
+            if "see root cause" in text.lower():
+                text += " (run with -v, or VLLM_LOGGING_LEVEL=INFO, to see the engine's log)"
+            return f"{type(cause).__name__}: {text}"
+    return type(exc).__name__
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
