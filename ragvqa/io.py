@@ -6,16 +6,26 @@ interrupted run never leaves a half-written output in place of a good one; the f
 has the mode a plain `open()` gives (0666 less the umask), and a full disk or a read-only file
 system is a one-line `UserError` naming the file. `check_outputs` refuses an output path that is
 one of the command's inputs (also through a symlink or a hard link) before any work is done.
+
+A writer killed between creating its temporary file and the rename (`kill -9`, a power cut)
+leaves the temporary file behind. Its name says who made it, `.<name>.<host>.<pid>.<8 hex>.tmp`,
+and the next atomic write of the same target removes such siblings whose process is gone
+(`remove_stale_temporaries`).
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import itertools
 import json
 import os
+import re
 import secrets
+import socket
+import stat
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -25,6 +35,13 @@ from ragvqa.errors import UserError
 
 # errors of a write that the user fixes outside the program (space, quota, a read-only mount)
 WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
+# a temporary sibling whose owner cannot be shown dead (another host on a shared file system,
+# a pid in use again, a name from before pids were recorded) is removed once it has not been
+# written for this long: no writer leaves its output unwritten for a day
+STALE_TEMPORARY_AGE = 24 * 3600
+# what follows ".<name>." in a temporary sibling's name: "<host>.<pid>.<8 hex>.tmp", or the
+# "<8 hex>.tmp" of earlier versions; the fixed ".<name>.tmp" of resumable builds is not matched
+_TEMPORARY = re.compile(r"(?:([A-Za-z0-9-]{1,32})\.([0-9]{1,10})\.)?[0-9a-f]{8}\.tmp")
 
 
 def open_text(path: str | Path) -> IO[str]:
@@ -93,7 +110,9 @@ def atomic_path(path: str | Path, *, fixed: bool = False) -> Iterator[Path]:
     safetensors, faiss, a memory-mapped array); renamed into place when the block ends.
 
     The temporary file is not created here: the writer creates it. On any exception it is
-    removed and an existing file at `path` is untouched.
+    removed and an existing file at `path` is untouched. Its name is
+    `.<name>.<host>.<pid>.<8 hex>.tmp`; those that killed writers left for the same `path` are
+    removed first (`remove_stale_temporaries`).
 
     Args:
         fixed: Use the same temporary name every time (`.<name>.tmp`) instead of a unique one,
@@ -109,8 +128,11 @@ def atomic_path(path: str | Path, *, fixed: bool = False) -> Iterator[Path]:
     if target.exists() and not target.is_file():  # /dev/null, a FIFO: never renamed over
         yield target
         return
-    suffix = "" if fixed else f".{secrets.token_hex(4)}"
-    tmp = parent / f".{target.name}{suffix}.tmp"
+    if fixed:
+        tmp = parent / f".{target.name}.tmp"
+    else:
+        remove_stale_temporaries(target)
+        tmp = parent / f".{target.name}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
         yield tmp
         if tmp.is_file():  # whatever created it (mkstemp-like writers use 0600)
@@ -155,6 +177,62 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     with atomic_writer(path) as fh:
         writer = jsonlines.Writer(fh, compact=True, sort_keys=False)
         writer.write_all(rows)
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove the temporary siblings of `path` that dead writers left (`kill -9` in the middle
+    of an atomic write); returns those removed. Only names of `atomic_path`'s pattern are
+    touched, `.<name>.<host>.<pid>.<8 hex>.tmp`, and only when the process that made one is
+    gone: the host is this one and no process has that pid. One that this cannot tell (another
+    host, a pid in use again, an older name without a pid) goes once it is
+    `STALE_TEMPORARY_AGE` old (by its modification time). Never raises."""
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    prefix = f".{target.name}."
+    removed: list[Path] = []
+    now = time.time()
+    try:
+        with os.scandir(parent) as entries:
+            candidates = [e for e in entries if e.name.startswith(prefix)]
+    except OSError:
+        return removed
+    for entry in candidates:
+        match = _TEMPORARY.fullmatch(entry.name[len(prefix) :])
+        if match is None:
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            host, pid = match.group(1), match.group(2)
+            dead = host == _host() and pid is not None and not _alive(int(pid))
+            if dead or now - info.st_mtime > STALE_TEMPORARY_AGE:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:  # gone already, or not ours to remove: leave it
+            continue
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (a pid that cannot be one counts as
+    alive: nothing is removed on its word)."""
+    if pid <= 0 or pid > 1 << 22:  # pid_max is at most 2^22 on Linux
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, as another user's
+        return True
+    return True
+
+
+@functools.cache
+def _host() -> str:
+    """This host's name as it goes into a temporary file name (letters, digits, "-")."""
+    name = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0])[:32]
+    return name or "host"
 
 
 def umask() -> int:

@@ -39,7 +39,6 @@ from ragvqa.config import load_located, merge
 from ragvqa.data.images import check_image
 from ragvqa.errors import UserError
 from ragvqa.index.manifest import MANIFEST as INDEX_MANIFEST
-from ragvqa.io import digest
 from ragvqa.kb.store import MANIFEST as KB_MANIFEST
 from ragvqa.progress import ProgressBar, Spinner
 from ragvqa.registry import GENERATORS
@@ -277,14 +276,22 @@ class Pipeline(Components):
         todo = [a for a in retrieved if a.error is None]
         size = self.reader_settings.batch_size
         chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
-        key = digest([self.reader_key(), [[a.query_id, _ids(a.passages)] for a in todo]])
-        done = journal.load(key, todo) if journal is not None else {}
-        missing = [c for c in chunks if any(a.query_id not in done for a in c)]
+        done: dict[str, Answer] = {}
+        keys = [""] * len(chunks)
+        if journal is not None:  # each batch's key: the reader and every prompt it renders
+            keys = cached.read_keys(self, chunks)
+            batch = {a.query_id: k for c, k in zip(chunks, keys, strict=True) for a in c}
+            done = journal.load(batch, todo)
+        missing = [
+            (c, k)
+            for c, k in zip(chunks, keys, strict=True)
+            if any(a.query_id not in done for a in c)
+        ]
         if missing and "generator" not in self.__dict__:  # the engine loads before the bar
             with Spinner("starting reader", enabled=progress):
                 _ = self.generator
         with ProgressBar(f"reading ({stage})", len(missing), enabled=progress) as bar:
-            for chunk in missing:
+            for chunk, key in missing:
                 answers = self._read_chunk(chunk)
                 if journal is not None:
                     journal.append(key, answers)
@@ -349,7 +356,3 @@ def _given(query_id: str, passages: Sequence[Passage]) -> RetrievalResult:
     return RetrievalResult(
         query_id, tuple(RetrievedPassage(p, 1.0, i) for i, p in enumerate(passages))
     )
-
-
-def _ids(passages: Sequence[RetrievedPassage]) -> list[str]:
-    return [rp.passage.passage_id for rp in passages]

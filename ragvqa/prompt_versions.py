@@ -24,7 +24,14 @@ from typing import Any
 
 from ragvqa.errors import UserError
 from ragvqa.io import write_json
-from ragvqa.prompts import _FRONT, LOCK, PromptLibrary, PromptTemplate, sample_render
+from ragvqa.prompts import (
+    _FRONT,
+    LOCK,
+    PromptLibrary,
+    PromptTemplate,
+    sample_render,
+    template_text,
+)
 
 # front matter fields in the order they are written
 KEY_ORDER = ("id", "version", "description", "inputs", "answer_pattern", "parent", "changelog")
@@ -64,7 +71,7 @@ def new_version(
         raise UserError(f"template id {template_id!r} is not group/name (letters, digits, _ -)")
     library = PromptLibrary(library_root)
     base = library.get(from_ref or template_id)
-    versions = [t.version for t in library.templates.values() if t.id == template_id]
+    versions = library.versions(template_id)  # a broken file's number is taken too
     version = 1 + max(versions, default=0)
     content = _content(base, template_id, version, text, changelog, fresh=not versions)
     ref = f"{template_id}@{version}"
@@ -91,8 +98,8 @@ def _content(
     """The new file: front matter (server-owned fields set) and Jinja2 blocks."""
     import yaml
 
-    base_text = base.path.read_text(encoding="utf-8")
-    text = base_text if text is None else text.replace("\r\n", "\n")
+    base_text = template_text(base.path.read_bytes(), base.path)  # CRLF read as "\n"
+    text = base_text if text is None else text.removeprefix("\ufeff").replace("\r\n", "\n")
     match = _FRONT.match(text)
     front, body = (match.group(1), text[match.end() :]) if match else (None, text)
     if front is None:

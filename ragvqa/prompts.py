@@ -33,7 +33,15 @@ ROLES = ("system", "user", "assistant")
 INPUTS = ("question", "passages", "image", "candidates")
 LOCK = "LOCK.json"
 _IMAGE = "\x00IMAGE\x00"
-_FRONT = re.compile(r"\A---\n(.*?)\n---\n", re.S)
+# front matter between "---" lines (CRLF files are read with "\n" line ends: `template_text`)
+_FRONT = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*(?:\n|\Z)", re.S)
+# tags that read another template file: a template is one file, so they are refused
+_LOADING_TAGS = {
+    "Include": "include",
+    "Import": "import",
+    "FromImport": "from",
+    "Extends": "extends",
+}
 # special tokens of chat templates in angle brackets: "<|im_start|>" (ChatML: Qwen), "<s>",
 # "</s>", "<bos>", "<start_of_turn>" (Gemma), "<|eot_id|>", "<|start_header_id|>" (Llama 3),
 # "<｜User｜>" (DeepSeek, full-width bars), "<|user|>" (Phi, the demo reader), "<image>", "<<SYS>>"
@@ -80,6 +88,7 @@ class PromptTemplate:
     body: str
     path: Path
     sha256: str
+    body_line: int = 1  # the file's line where the Jinja2 blocks start (after front matter)
 
     @property
     def ref(self) -> str:
@@ -108,15 +117,32 @@ class PromptTemplate:
         return lines[0] if lines else ""
 
 
-def _parse(path: Path, root: Path) -> PromptTemplate:
-    import yaml
-
-    raw = path.read_bytes()
+def template_text(raw: bytes, path: str | Path) -> str:
+    """A template file's text as the parser reads it: UTF-8, a BOM dropped, Windows line ends
+    (CRLF) read as "\n" (the file's sha256 is still that of its bytes)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise UserError("not UTF-8 text", path=str(path), line=line) from None
+    return text.removeprefix("\ufeff").replace("\r\n", "\n")
+
+
+def _place(path: Path, root: Path) -> tuple[str, str]:
+    """(id, version) that a template file's place says: prompts/answer/mine/v2.j2 ->
+    ("answer/mine", "2")."""
+    rel = path.relative_to(root)
+    return "/".join(rel.parts[:-1]), rel.stem[1:]
+
+
+def _parse(path: Path, root: Path) -> PromptTemplate:
+    import yaml
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read ({exc.strerror})", path=str(path)) from None
+    text = template_text(raw, path)
     match = _FRONT.match(text)
     if not match:
         raise UserError("template has no front matter between '---' lines", path=str(path))
@@ -127,12 +153,11 @@ def _parse(path: Path, root: Path) -> PromptTemplate:
         raise UserError(f"front matter is not YAML ({where})", path=str(path)) from None
     if not isinstance(meta, dict):
         raise UserError("front matter is not a YAML mapping", path=str(path))
-    rel = path.relative_to(root)
-    expected_id, expected_version = "/".join(rel.parts[:-1]), rel.stem
-    if meta.get("id") != expected_id or f"v{meta.get('version')}" != expected_version:
+    expected_id, expected_version = _place(path, root)
+    if meta.get("id") != expected_id or str(meta.get("version")) != expected_version:
         raise UserError(
             f"front matter says {meta.get('id')}@{meta.get('version')}, the file's place says "
-            f"{expected_id}@{expected_version[1:]}",
+            f"{expected_id}@{expected_version}",
             path=str(path),
         )
     unknown = [i for i in meta.get("inputs") or [] if i not in INPUTS]
@@ -148,6 +173,7 @@ def _parse(path: Path, root: Path) -> PromptTemplate:
         parent=meta.get("parent"),
         changelog=tuple(meta.get("changelog") or ()),
         body=text[match.end() :],
+        body_line=text[: match.end()].count("\n") + 1,
         path=path,
         sha256=hashlib.sha256(raw).hexdigest(),
     )
@@ -162,6 +188,8 @@ def _check_meta(meta: dict[str, Any], path: Path) -> None:
         raise UserError("front matter 'inputs' must be a list", path=str(path))
     if not isinstance(meta.get("changelog") or [], list):
         raise UserError("front matter 'changelog' must be a list", path=str(path))
+    if not isinstance(meta.get("parent"), str | None):
+        raise UserError("front matter 'parent' must be id@version", path=str(path))
     pattern = meta.get("answer_pattern")
     if pattern is not None:
         try:
@@ -175,22 +203,48 @@ def _check_meta(meta: dict[str, Any], path: Path) -> None:
 
 
 class PromptLibrary:
-    """All templates under a prompts/ folder, addressed as "id@version" (or "id" = latest)."""
+    """All templates under a prompts/ folder, addressed as "id@version" (or "id" = latest).
+
+    A template file that does not parse does not make the folder unusable: it is kept in
+    `broken` (the ref its place says -> the `UserError` naming the file and the problem), the
+    others are usable, and asking for it (or for its id's latest version, when it is the
+    latest) raises its error; `validate` refuses the folder while one is broken.
+    """
 
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root else default_root()
         if not self.root.is_dir():
             raise UserError("prompts folder not found", path=str(self.root))
-        self.templates = {
-            t.ref: t for t in (_parse(p, self.root) for p in sorted(self.root.rglob("v*.j2")))
-        }
+        self.templates: dict[str, PromptTemplate] = {}
+        self.broken: dict[str, UserError] = {}
+        for path in sorted(self.root.rglob("v*.j2")):
+            try:
+                template = _parse(path, self.root)
+            except UserError as exc:
+                template_id, version = _place(path, self.root)
+                self.broken[f"{template_id}@{version}"] = exc
+            else:
+                self.templates[template.ref] = template
 
     def refs(self) -> list[str]:
+        """The usable versions (not the `broken` ones)."""
         return sorted(self.templates)
 
+    def versions(self, template_id: str) -> list[int]:
+        """The version numbers of `template_id` that have a file, broken ones included."""
+        good = [t.version for t in self.templates.values() if t.id == template_id]
+        places = [ref.rpartition("@") for ref in self.broken]
+        broken = [int(v) for i, _, v in places if i == template_id and v.isascii() and v.isdigit()]
+        return good + broken
+
     def get(self, ref: str) -> PromptTemplate:
+        if ref in self.broken:
+            raise self.broken[ref]
         if "@" not in ref:
             versions = [t for t in self.templates.values() if t.id == ref]
+            latest = max(self.versions(ref), default=None)
+            if latest is not None and f"{ref}@{latest}" in self.broken:
+                raise self.broken[f"{ref}@{latest}"]
             if versions:
                 return max(versions, key=lambda t: t.version)
         elif ref in self.templates:
@@ -214,7 +268,17 @@ class PromptLibrary:
         return lock
 
     def validate(self) -> list[str]:
-        """Problems: edited locked versions, unknown parents, templates that do not render."""
+        """Problems: edited locked versions, unknown parents, templates that do not render or
+        render an empty prompt.
+
+        Raises:
+            UserError: a template file that does not parse (the first; the count of others).
+        """
+        if self.broken:
+            first = next(iter(self.broken.values()))
+            more = len(self.broken) - 1
+            note = f" (and {more} more broken template{'s' * (more > 1)})" if more else ""
+            raise UserError(f"{first.problem}{note}", path=first.path, line=first.line)
         problems = []
         for ref, sha in self.lock().items():
             template = self.templates.get(ref)
@@ -280,7 +344,7 @@ def render(
     """Render a template (see `PromptTemplate.render`) in Jinja2's immutable sandbox: reading
     an attribute that starts with "_" (`__globals__`, `__class__`), calling an unsafe method or
     changing a list or a dict fails with a one-line `UserError` instead."""
-    from jinja2 import StrictUndefined, TemplateError
+    from jinja2 import DictLoader, StrictUndefined, TemplateError
     from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
     given = {"question": question, "passages": passages, "candidates": candidates}
@@ -288,6 +352,7 @@ def render(
         if name in template.inputs and not given[name]:
             raise UserError(f"template {template.ref} needs input '{name}'")
     env = ImmutableSandboxedEnvironment(
+        loader=DictLoader({}),  # no other template can be loaded (`_refuse_loading` says why)
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=False,
@@ -301,7 +366,9 @@ def render(
         "image": _IMAGE if image is not None else "",
     }
     try:
-        compiled = env.from_string(template.body)
+        tree = env.parse(template.body)
+        _refuse_loading(template, tree)
+        compiled = env.from_string(tree)
         context = compiled.new_context(variables)
         messages = []
         for role in ROLES:
@@ -318,7 +385,26 @@ def render(
         raise UserError(
             f"template {template.ref} does not render: {_line(exc)}", path=str(template.path)
         ) from None
+    if not any(message.text.strip() for message in messages):
+        problem = "renders no user message and no text at all (an empty prompt)"
+        raise UserError(f"template {template.ref} {problem}", path=str(template.path))
     return ChatPrompt(tuple(messages), template=template.ref, template_hash=template.sha256)
+
+
+def _refuse_loading(template: PromptTemplate, tree: Any) -> None:
+    """A template is one file: `{% include %}`, `{% import %}`, `{% from ... import %}` and
+    `{% extends %}` are refused before rendering, naming the tag and its line in the file."""
+    from jinja2 import nodes
+
+    kinds = tuple(getattr(nodes, name) for name in _LOADING_TAGS)
+    for node in tree.find_all(kinds):
+        tag = _LOADING_TAGS[type(node).__name__]
+        raise UserError(
+            f"template {template.ref} uses {{% {tag} %}}: a template is one file, it cannot "
+            "include, import or extend another",
+            path=str(template.path),
+            line=template.body_line + node.lineno - 1,
+        )
 
 
 def _line(exc: BaseException) -> str:

@@ -318,7 +318,7 @@ def test_cli_build_info_verify(kb_dir, single, tmp_path):
     assert info["documents"] == 60 and info["kb"]["fingerprint"] == KBStore(kb_dir).fingerprint
     # a flat index holds the float32 vectors themselves (60 x 16 x 4 bytes) in memory
     assert info["bytes_in_memory"] >= 60 * 16 * 4 and info["bytes_memory_mapped"] == 0
-    table = runner.invoke(app, ["index", "info", str(out)]).stderr
+    table = runner.invoke(app, ["index", "info", str(out)]).stdout
     for row in ("faiss.kind", "flat", "encoder.config_hash", "kb.passages", f"{info['bytes']:,}"):
         assert row in table, row
     assert runner.invoke(app, ["index", "verify", str(out)]).exit_code == 0

@@ -107,8 +107,8 @@ def test_cli_prompts(tmp_path):
     runner = CliRunner()
     listed = runner.invoke(app, ["prompts", "list", "--json"])
     assert listed.exit_code == 0 and json.loads(listed.stdout) == LIBRARY.refs()
-    table = runner.invoke(app, ["prompts", "list"])  # a table for people, on stderr only
-    assert table.exit_code == 0 and table.stdout == "" and "answer/no_retrieval@1" in table.stderr
+    table = runner.invoke(app, ["prompts", "list"])  # a result: on stdout, nothing on stderr
+    assert table.exit_code == 0 and table.stderr == "" and "answer/no_retrieval@1" in table.stdout
     passages = tmp_path / "p.jsonl"
     passages.write_text(
         json.dumps(

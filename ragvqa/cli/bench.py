@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
+from typer.core import TyperCommand
 
 from ragvqa.cli.common import print_json, say, shown, stderr, user_errors
 from ragvqa.errors import UserError
@@ -180,8 +181,22 @@ def summary(benchmark: Benchmark, metrics: dict, out: Path) -> None:
     say(f"run directory: {out}")
 
 
+class BenchCommand(TyperCommand):
+    """`ragvqa bench`: its help names every registered benchmark, read from the registry when
+    the help is shown (so `ragvqa` itself starts without reading the plug-ins' entry points)."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        from ragvqa.benchmarks import benchmark_names
+
+        names = ", ".join(benchmark_names())
+        for param in self.params:
+            if param.name == "benchmark":
+                param.help = f"Benchmark: one of {names} (the registered plug-ins)."
+        super().format_help(ctx, formatter)
+
+
 def bench_command(
-    benchmark: str = typer.Argument(..., help="Benchmark: infoseek, evqa, or a plug-in's name."),
+    benchmark: str = typer.Argument(..., help="Benchmark: a registered plug-in's name."),
     pipeline: Path | None = typer.Option(
         None, "--pipeline", help="Pipeline YAML (default: the shipped default.yaml)."
     ),
@@ -198,7 +213,11 @@ def bench_command(
     ),
     limit: int | None = typer.Option(None, "--limit", min=1, help="First N questions only."),
     out: Path | None = typer.Option(
-        None, "--out", help="Run directory (default runs/<benchmark>-<pipeline>-<prompt>)."
+        None,
+        "--out",
+        help="Run directory (default: runs/BENCHMARK-PIPELINE-TEMPLATE; PIPELINE is the "
+        "pipeline's name, TEMPLATE the template's id@version with _ for /, or retrieval with "
+        "--retrieval-only).",
     ),
     overrides: list[str] = typer.Option([], "--set", help="Pipeline override a.b=c (repeatable)."),
     trust_remote_code: bool = typer.Option(

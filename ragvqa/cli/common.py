@@ -1,5 +1,11 @@
-"""Shared CLI helpers: stderr console, one-line user errors, JSON on stdout, and the one way
-user-provided text reaches the terminal.
+"""Shared CLI helpers: stderr console, one-line user errors, results on stdout (JSON, tables),
+and the one way user-provided text reaches the terminal.
+
+Results go to stdout and messages to stderr, in every command: `print_json` (`--json`) and
+`show_table` / `show_mapping` (a result as a table) write stdout; `say`, notes, progress and
+errors write stderr. A result table never cuts a cell: on a terminal its long cells fold onto more
+lines, and off a terminal (a pipe, a file) it is written as tab-separated rows, one row a line,
+so `ragvqa prompts list | grep NAME` finds the whole id and `cut -f1` takes the first column.
 
 Text from users and their files (paths, questions, answers, KB passages, names) is never parsed
 as rich markup (`x[bold red]y.jsonl` is shown as it is, `[/]` does not crash) and its control
@@ -10,15 +16,18 @@ and JSON on stdout keep the text exact.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import typer
-from rich.console import Console
+from rich.cells import cell_len
+from rich.console import Console, RenderableType
+from rich.table import Table
 from rich.text import Text
 
 from ragvqa.errors import UserError
@@ -84,20 +93,63 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
+def show_table(table: Table, whole: Sequence[int] = (0,)) -> None:
+    """A result table on stdout, nothing in it cut. On a terminal: the rich table, every column
+    folding a long cell onto more lines (never an ellipsis), and the `whole` columns (the ids,
+    names or keys a user pastes: the first by default) kept on one line when they fit in half
+    the width. Off a terminal (a pipe, a file): tab-separated rows, the header first when the
+    table shows one and the title left out, each row on one line (a tab or line break inside a
+    cell is written `\\t`, `\\n`)."""
+    if _stdout_is_terminal():
+        console = Console(file=sys.stdout)
+        for number, column in enumerate(table.columns):
+            column.overflow = "fold"
+            longest = max((cell_len(_cell_text(c)) for c in column.cells), default=0)
+            if number in whole and column.width is None and longest <= console.width // 2:
+                column.width = max(longest, cell_len(_cell_text(column.header)))
+        console.print(table)
+        return
+    rows = [[column.header for column in table.columns]] if table.show_header else []
+    rows += [list(cells) for cells in zip(*(c.cells for c in table.columns), strict=True)]
+    lines = ["\t".join(_cell_text(cell) for cell in row) for row in rows]
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    sys.stdout.flush()
+
+
+def _stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
+
+
+def _cell_text(cell: RenderableType) -> str:
+    """A table cell as one line of plain text: markup of a str cell applied as rich would (no
+    styles kept), control characters escaped."""
+    if isinstance(cell, str):
+        text = Text.from_markup(cell).plain
+    elif isinstance(cell, Text):
+        text = cell.plain
+    else:  # another renderable: rendered wide, its lines joined
+        buffer = io.StringIO()
+        Console(file=buffer, width=100_000, color_system=None).print(cell)
+        text = " ".join(line.strip() for line in buffer.getvalue().splitlines())
+    return plain(text)
+
+
 def show_mapping(title: str, data: dict[str, Any], as_json: bool) -> None:
-    """A mapping as JSON on stdout (`--json`), or as a two-column table on stderr with nested
-    mappings spread over dotted keys ("faiss.kind") and integers grouped by thousands."""
+    """A mapping as JSON on stdout (`--json`), or as a two-column table on stdout (`show_table`)
+    with nested mappings spread over dotted keys ("faiss.kind") and integers grouped by
+    thousands."""
     if as_json:
         print_json(data)
         return
-    from rich.table import Table
-
     table = Table(title=shown(title), show_header=False)
     for key, value in _flat_items(data):
         number = isinstance(value, int) and not isinstance(value, bool)
         cell = "-" if value is None else f"{value:,}" if number else value
         table.add_row(shown(key), shown(cell))
-    stderr.print(table)
+    show_table(table)
 
 
 def _flat_items(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

@@ -5,6 +5,9 @@ catalogue names or a benchmark name (`infoseek`, `evqa`: the files its benchmark
 Exit status: 0 when everything asked for is present at the end; 1 when a manual artefact is
 still missing (its instructions are printed) or `verify` finds a bad file; 2 for user errors
 (unknown name, no data root, a download that gives up, a checksum mismatch).
+
+Results go to stdout: the catalogue and the verify report as tables (tab-separated rows in a
+pipe), and with `--json` (every command) as JSON; progress, notes and instructions go to stderr.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 import typer
 
-from ragvqa.cli.common import print_json, say, shown, stderr, user_errors
+from ragvqa.cli.common import print_json, say, show_table, shown, stderr, user_errors
 from ragvqa.errors import UserError
 
 app = typer.Typer(
@@ -23,6 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 CATALOGUE_HELP = "Catalogue YAML (default: the one shipped with ragvqa)."
+JSON_HELP = "Print JSON on stdout."
 
 
 def data_root(given: Path | None, how: str) -> Path:
@@ -59,7 +63,7 @@ def list_command(
         None, "--root", help="Data root for the status column (default $RAGVQA_DATA)."
     ),
     catalogue: Path | None = typer.Option(None, "--catalogue", help=CATALOGUE_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Every artefact: kind, size, benchmarks and whether it is present under the root."""
     with user_errors():
@@ -119,9 +123,9 @@ def _show_list(rows: list[dict[str, Any]], root: Path | None) -> None:
             shown(", ".join(row["benchmarks"])),
             shown(state, colour or ""),
         )
-    stderr.print(table)
+    show_table(table)
     if root is None:
-        stderr.print("status: pass --root DIR or set RAGVQA_DATA", highlight=False)
+        say("status: pass --root DIR or set RAGVQA_DATA")
 
 
 @app.command("fetch")
@@ -134,6 +138,9 @@ def fetch_command(
     timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="Seconds of network silence."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     catalogue: Path | None = typer.Option(None, "--catalogue", help=CATALOGUE_HELP),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print JSON on stdout: the root and each artefact's outcome and path."
+    ),
 ) -> None:
     """Download artefacts into the data root: resumable, checksummed, atomic."""
     with user_errors():
@@ -144,19 +151,36 @@ def fetch_command(
         chosen = expand_names(names, cat)
         root = data_root(to, "--to DIR")
         policy = RetryPolicy(attempts=attempts, timeout=timeout)
-        manual = []
+        manual, done = [], []
         for artefact in chosen:
             result = fetch(artefact, root, policy=policy, progress=progress)
+            done.append(_fetched(artefact, result))
             if result.outcome == "manual":
                 manual.append(result.name)
                 line = shown(f" {result.name}: {result.instructions}")
                 stderr.print(shown("manual", "yellow") + line, soft_wrap=True)
             else:
                 say(f"{result.outcome} {result.name}: {result.path}")
+        if as_json:
+            print_json({"root": str(root), "ok": not manual, "artefacts": done})
         if manual:
             head = shown("not fetched (get by hand, see above):", "yellow")
             stderr.print(head + shown(f" {', '.join(manual)}"), soft_wrap=True)
             raise typer.Exit(1)
+
+
+def _fetched(artefact: Any, result: Any) -> dict[str, Any]:
+    """What `fetch --json` says of one artefact: the outcome (fetched, present or manual), the
+    path, and the catalogue's size and sha256 it was checked against (None where it has none)."""
+    return {
+        "name": result.name,
+        "outcome": result.outcome,
+        "path": str(result.path),
+        "kind": artefact.kind,
+        "size": artefact.size,
+        "sha256": artefact.sha256,
+        "instructions": result.instructions,
+    }
 
 
 @app.command("verify")
@@ -166,7 +190,7 @@ def verify_command(
         None, "--benchmark", help="One benchmark only (infoseek, evqa, ...)."
     ),
     catalogue: Path | None = typer.Option(None, "--catalogue", help=CATALOGUE_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Checksums, sizes and record counts of present files; questions without an image."""
     with user_errors():
@@ -224,7 +248,8 @@ def _show_verify(report: dict[str, Any]) -> None:
             notes.append(f"{check['records']:,} records{tail}")
         verdict = shown("" if check["ok"] else "FAIL ", "red")
         table.add_row(shown(check["name"]), shown(check["status"]), verdict + ", ".join(notes))
-    stderr.print(table)
+    show_table(table)
+    questions = Table("benchmark", "questions", "without an image", "image folders")
     for name, found in report["benchmarks"].items():
         if found["questions"] is None:
             say(f"{name}: no questions file at {found['questions_file']}")
@@ -233,8 +258,8 @@ def _show_verify(report: dict[str, Any]) -> None:
             f"{key} {'present' if root['present'] else 'absent'}"
             for key, root in found["image_roots"].items()
         )
-        stderr.print(
-            f"{name}: {found['questions']:,} questions, {found['missing_images']:,} without an "
-            f"image on disk ({roots})",
-            highlight=False,
+        questions.add_row(
+            shown(name), f"{found['questions']:,}", f"{found['missing_images']:,}", shown(roots)
         )
+    if questions.row_count:
+        show_table(questions)

@@ -1,4 +1,8 @@
-"""`ragvqa index build | info | verify`: vector indexes over a KB's passages."""
+"""`ragvqa index build | info | verify`: vector indexes over a KB's passages.
+
+Results go to stdout (`info`'s table, tab-separated rows in a pipe; JSON with `--json`, `build`
+included); progress and the summary and verdict lines go to stderr.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from ragvqa.cli.common import show_mapping, stderr, user_errors
+from ragvqa.cli.common import print_json, show_mapping, stderr, user_errors
 
 app = typer.Typer(help="Build, inspect and verify passage indexes.", no_args_is_help=True)
 
@@ -55,6 +59,12 @@ def build(
     ),
     ray_actors: int = typer.Option(0, "--ray-actors", help="Encoder actors (0: one per GPU)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print JSON on stdout: the index folder, what index info --json shows, and each "
+        "file's size and sha256.",
+    ),
 ) -> None:
     """Encode the KB's passages (resumable shards) and build the faiss index."""
     with user_errors():
@@ -94,6 +104,10 @@ def build(
             highlight=False,
             markup=False,
         )
+        if as_json:
+            from ragvqa.index.manifest import summary
+
+            print_json({"path": str(out), **summary(manifest), "files": manifest["files"]})
 
 
 def _open(folder: Path, kb: Path | None):

@@ -1,4 +1,8 @@
-"""`ragvqa kb build | info`: knowledge bases as passage stores."""
+"""`ragvqa kb build | info`: knowledge bases as passage stores.
+
+Results go to stdout (`info`'s table, tab-separated rows in a pipe; JSON with `--json`, `build`
+included); progress and `build`'s summary line go to stderr.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from ragvqa.cli.common import show_mapping, stderr, user_errors
+from ragvqa.cli.common import print_json, show_mapping, stderr, user_errors
 
 app = typer.Typer(help="Build and inspect knowledge bases.", no_args_is_help=True)
 
@@ -29,6 +33,11 @@ def build(
     ),
     images_map: str = typer.Option("", "--images-map", help="JSON {image url: local path}."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print JSON on stdout: the KB folder, its counts and fingerprint (as kb info --json).",
+    ),
 ) -> None:
     """Stream a KB into passages (Arrow on disk); run again to resume after a kill."""
     with user_errors():
@@ -61,6 +70,11 @@ def build(
             highlight=False,
             markup=False,
         )
+        if as_json:
+            from ragvqa.kb.store import KBStore
+
+            shards = len(manifest["shards"])
+            print_json({"path": str(out), **KBStore(out).info(), "shard_count": shards})
 
 
 @app.command("info")

@@ -1,11 +1,12 @@
 """`ragvqa prompts list | show | render | diff | new | validate`: work on prompt templates
 without a model.
 
-Results go to stdout: a template file (`show`), a diff, a rendered prompt (JSON, or readable
-with `--text`), and with `--json` the lists of `list` and `validate`; tables and verdicts go to
-stderr. `new` makes the next version of a template (see `ragvqa.prompt_versions`), locks it and
-writes its golden render; `validate --update-golden` writes the golden renders the test suite
-checks every version against.
+Results go to stdout: the list of templates (a table, tab-separated rows in a pipe, JSON with
+`--json`), a template file (`show`), a diff, a rendered prompt (JSON, or readable with `--text`),
+and with `--json` what `validate` and `new` did; verdicts and notes go to stderr. `new` makes
+the next version of a template (see `ragvqa.prompt_versions`), locks it and writes its golden
+render; `validate --update-golden` writes the golden renders the test suite checks every
+version against.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ragvqa.cli.common import print_json, say, shown, stderr, user_errors
+from ragvqa.cli.common import print_json, say, show_table, shown, stderr, user_errors
 
 app = typer.Typer(
     help="List, render, diff, version and validate prompt templates.", no_args_is_help=True
@@ -41,17 +42,29 @@ def _library(root: Path | None):
 
 @app.command("list")
 def list_(root: Path | None = ROOT, as_json: bool = JSON) -> None:
-    """Every template version with its description."""
+    """Every template version (id@version, as --prompt takes it) with its inputs and description:
+    a table on stdout (tab-separated rows in a pipe), or with --json the list of ids."""
     with user_errors():
         library = _library(root)
         if as_json:
             print_json(library.refs())
+            _broken(library)
             return
-        table = Table("template", "inputs", "description")
+        table = Table("template", "inputs", "description", title="prompt templates")
         for ref in library.refs():
             t = library.get(ref)
             table.add_row(shown(ref), shown(", ".join(t.inputs)), shown(t.description))
-        stderr.print(table)
+        show_table(table)
+        _broken(library)
+
+
+def _broken(library) -> None:
+    """Each template file that does not parse as an error line, after the usable ones are
+    listed; exit status 2 when there is one."""
+    for problem in library.broken.values():
+        say(f"error: {problem}", "red")
+    if library.broken:
+        raise typer.Exit(2)
 
 
 @app.command("show")

@@ -20,7 +20,8 @@ def load_predictions(path: str | Path, *, int_ids_as_str: bool = False) -> list[
             numbers). InfoSeek keeps the official behaviour: a non-string id matches nothing.
 
     Raises:
-        UserError: malformed line, missing `data_id` or `prediction`, non-string prediction.
+        UserError: malformed line, missing `data_id` or `prediction`, non-string prediction,
+            no prediction at all (an empty file).
     """
     return [
         Prediction(example_id=data_id, answer=answer, source=f"{path}:{line}")
@@ -42,7 +43,9 @@ def read_predictions(
 
 
 def _checked(path: str | Path, int_ids_as_str: bool) -> Iterator[tuple[int, Any, str]]:
-    """(line, data_id, prediction) of each line, checked."""
+    """(line, data_id, prediction) of each line, checked; a file with none is an error (a
+    score of 0.0 for an empty file would pass for a result)."""
+    line = 0  # the line of the last record (1-based): 0 when there is none
     for line, obj in iter_jsonl(path):
         if "data_id" not in obj:
             raise UserError("missing field 'data_id'", path=str(path), line=line)
@@ -54,6 +57,8 @@ def _checked(path: str | Path, int_ids_as_str: bool) -> Iterator[tuple[int, Any,
             kind = "missing" if answer is None else f"a {type(answer).__name__}, not a string"
             raise UserError(f"field 'prediction' is {kind}", path=str(path), line=line)
         yield line, data_id, answer
+    if line == 0:
+        raise UserError("no predictions: the file is empty (or only blank lines)", path=str(path))
 
 
 def write_score_columns(path: str | Path, ids: Iterable[str], scores: Iterable[int]) -> None:

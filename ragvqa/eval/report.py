@@ -26,6 +26,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from ragvqa.data.images import open_image
 from ragvqa.errors import UserError
 from ragvqa.eval.names import metric_label
 from ragvqa.eval.report_page import CSS, SCRIPT, content_security_policy
@@ -44,30 +45,39 @@ def write_report(
     *,
     limit: int | None = None,
     only: str | None = None,
+    records: list[RunRecord] | None = None,
 ) -> Path:
     """Write the HTML report of a finished run to `out` (default RUN/report.html); return it.
 
     `only` keeps the questions of one outcome (e.g. "wrong", for error analysis), then `limit`
     keeps the first N of them (a report of a 70k-question run is large: every card carries its
-    image). Bad input raises `UserError`.
+    image). `records`: the run's records when the caller has read them already. Bad input
+    raises `UserError`.
     """
     run = Path(run)
-    if limit is not None and limit < 1:
-        raise UserError(f"--limit must be at least 1, got {limit}")
-    if only is not None and only not in OUTCOMES:
-        raise UserError(f"--only must be one of {', '.join(OUTCOMES)}, got {only!r}")
     metrics = read_metrics(run)
-    records = read_records(run)
-    if only is not None:
-        records = [r for r in records if _outcome(r) == only]
-    total = len(records)
-    if limit is not None:
-        records = records[:limit]
+    records, total = select_records(
+        read_records(run) if records is None else records, only=only, limit=limit
+    )
     target = Path(out) if out is not None else run / REPORT
     with atomic_writer(target) as fh:
         for chunk in render_report(records, metrics, run_dir=run, total=total):
             fh.write(chunk)
     return target
+
+
+def select_records(
+    records: list[RunRecord], *, only: str | None = None, limit: int | None = None
+) -> tuple[list[RunRecord], int]:
+    """The records a report shows (those of outcome `only`, then the first `limit`) and how
+    many had that outcome."""
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be at least 1, got {limit}")
+    if only is not None and only not in OUTCOMES:
+        raise UserError(f"--only must be one of {', '.join(OUTCOMES)}, got {only!r}")
+    if only is not None:
+        records = [r for r in records if _outcome(r) == only]
+    return (records if limit is None else records[:limit]), len(records)
 
 
 def render_report(
@@ -369,17 +379,13 @@ def image_data_uri(image: str, run_dir: Path | None = None) -> tuple[str | None,
     A relative path is tried as given, then under the run directory. Never raises: a report
     must not fail on one bad image.
     """
-    from PIL import Image
-
     path = Path(image)
     candidates = [path] if path.is_absolute() or run_dir is None else [path, run_dir / path]
     found = next((p for p in candidates if p.is_file()), None)
     if found is None:
         return None, "image not found"
     try:
-        with Image.open(found) as img:
-            img.draft("RGB", (THUMBNAIL_PX, THUMBNAIL_PX))
-            rgb = img.convert("RGB")
+        rgb = open_image(found, draft=THUMBNAIL_PX)  # upright (EXIF), size checked
         rgb.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
         buffer = io.BytesIO()
         rgb.save(buffer, format="JPEG", quality=80)

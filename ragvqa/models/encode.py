@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ragvqa.data.images import open_image
 from ragvqa.models.checkpoint import load_retriever
 from ragvqa.models.processor import RetProcessor
 from ragvqa.progress import ProgressBar
@@ -60,9 +61,8 @@ def load_image(path: str | None, stats: EncodeStats | None = None) -> tuple[Any,
         stats.note("missing_images", path)
         return black, 0
     try:
-        with Image.open(path) as img:
-            return img.convert("RGB"), 1
-    except Exception:  # truncated, not an image, unsupported mode: go on without it
+        return open_image(path), 1  # upright (EXIF), size and aspect ratio checked
+    except Exception:  # truncated, not an image, too thin, unsupported mode: go on without it
         stats.note("unreadable_images", path)
         return black, 0
 

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ragvqa.data.images import size_problem
 from ragvqa.errors import UserError
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
@@ -100,11 +101,18 @@ class RetProcessor:
         processor the official ReT checkpoints were trained with, whichever backend
         transformers would pick (its torchvision one resizes slightly differently), and it
         costs a fifth less. Anything else goes through the image processor itself.
+
+        An image beyond `MAX_ASPECT_RATIO`:1 (or the decompression-bomb limit) is a `UserError`
+        before any resize: resizing its shortest edge would make a huge image (files are
+        refused earlier, by `ragvqa.data.images.open_image`; this covers images passed in).
         """
         import numpy as np
         import torch
         from PIL import Image
 
+        for image in images:
+            if isinstance(image, Image.Image) and (problem := size_problem(*image.size)):
+                raise UserError(problem)
         steps = self._clip_steps()
         rgb = all(isinstance(im, Image.Image) and im.mode == "RGB" for im in images)
         if steps is None or not images or not rgb:  # transformers converts other modes

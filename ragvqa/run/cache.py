@@ -1,8 +1,10 @@
 """The stage cache: retrieval-stage outputs stored under keys of everything they depend on.
 
-`Pipeline.retrieve_batch` computes the keys (encoder identity and dtype, question texts and
-image files, index files, top-k, reranker settings) and asks the cache first, so a second run
-that changes only the prompt re-runs only rendering and generation. Files live under
+`Pipeline.retrieve_batch` computes the keys (`ragvqa.cached_stages`: encoder identity and
+dtype, question texts and each image's sha256, index files, top-k, the reranker's settings and
+its model's fingerprint) and asks the cache first, so a second run that changes only the prompt
+re-runs only rendering and generation, and one whose questions, images or models changed
+computes them again. Files live under
 `<root>/stages/<stage>-<key>.*` and are written atomically; a cache entry that cannot be read
 (a truncated or half-written file, a line naming a passage the KB lacks) is computed again
 and written anew: a damaged cache never stops a run.

@@ -1,13 +1,16 @@
 """The generation journal: answers of finished reader batches, appended as they finish.
 
 `Pipeline.read_batch` reads questions in fixed batches; after each batch it appends the answers
-here (one JSON line each, fsynced), under the key of everything generation depends on (reader,
-template and its hash, settings, the passages of every question). A run killed at any moment and
-started again finds the finished batches and generates only the rest, with the same batches, so
-its answers equal those of an uninterrupted run. A journal written under another key is set
-aside (`<file>.<time>.stale`), never mixed in. A torn last line (a kill or a full disk in the
-middle of an append) is skipped when reading and cut off before the next append, so the next
-record starts on its own line.
+here (one JSON line each, fsynced) under the batch's key: everything that produced them
+(`ragvqa.cached_stages.read_keys`: the reader's spec and weights fingerprint, the template and
+its hash, the settings and sampling, and for each question its passages and the prompt rendered
+from them, message texts and image content hashes). A run killed at any moment and started
+again finds the finished batches and generates only the rest, with the same batches, so its
+answers equal those of an uninterrupted run. A batch whose key changed (an edited question, a
+replaced image, other weights) is generated again, and its old lines are skipped; a journal of
+which nothing is used any more is set aside (`<file>.<time>.stale`), never mixed in. A torn
+last line (a kill or a full disk in the middle of an append) is skipped when reading and cut off
+before the next append, so the next record starts on its own line.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,25 +36,39 @@ class Journal:
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
-    def load(self, key: str, retrieved: Sequence[Answer]) -> dict[str, Answer]:
-        """The journaled answers written under `key`, completed from `retrieved` (the same
-        questions with their passages); a torn last line (a kill mid-write) is ignored."""
+    def load(self, key: str | Mapping[str, str], retrieved: Sequence[Answer]) -> dict[str, Answer]:
+        """The journaled answers written under their key, completed from `retrieved` (the same
+        questions with their passages); a torn last line (a kill mid-write) is ignored.
+
+        `key` is one key for the whole journal (a line under any other sets the journal
+        aside), or each question's key by its id (`data_id` -> the key of its batch): lines
+        under another key are skipped, and the journal is set aside only when none is used."""
         done: dict[str, Answer] = {}
         if not self.path.is_file():
             return done
+        keys = key if isinstance(key, Mapping) else None
         by_id = {a.query_id: a for a in retrieved}
+        skipped = False
         with self.path.open("r", encoding="utf-8") as fh:
             for line in fh:
                 obj = _entry(line)
                 if obj is None:
                     continue  # the line a kill cut short
-                if obj["key"] != key:
-                    self.path.replace(self.path.with_suffix(f".{int(time.time())}.stale"))
-                    return {}
                 record = obj["record"]
+                wanted = key if keys is None else keys.get(record["data_id"])
+                if obj["key"] != wanted:
+                    if keys is None:
+                        return self._set_aside()
+                    skipped = True  # written for another question, prompt or reader
+                    continue
                 if record["data_id"] in by_id:
                     done[record["data_id"]] = _answer(by_id[record["data_id"]], record)
-        return done
+        return self._set_aside() if skipped and not done else done
+
+    def _set_aside(self) -> dict[str, Answer]:
+        """Move the journal out of the way (`<file>.<time>.stale`): nothing in it is used."""
+        self.path.replace(self.path.with_suffix(f".{int(time.time())}.stale"))
+        return {}
 
     def append(self, key: str, answers: Sequence[Answer]) -> None:
         """Add a finished batch (one write, flushed and fsynced) after a complete last line.

@@ -1,7 +1,9 @@
 """The run directory that `ragvqa bench` writes and `compare` / `report` read.
 
 Layout of RUN/:
-- `config.yaml`: the resolved pipeline and benchmark settings (after `base:` and `--set`).
+- `config.yaml`: the resolved pipeline and benchmark settings (after `base:` and `--set`), and
+  `inputs`: every file and folder the run read (benchmark files and image folders, the pipeline
+  file, models, KB, index), as absolute paths; no command may write over or into them.
 - `environment.json`: ragvqa, Python, torch, transformers, vLLM, faiss versions; CPU / GPU.
 - `predictions.jsonl`: one `RunRecord` per question, in question order (written once, at the end,
   atomically; while a run is going on, finished generation chunks live in `work/`).
@@ -10,6 +12,8 @@ Layout of RUN/:
   {"entity_recall": {...}, "pseudo_recall": {...}}, "counts": {...}, "timings": {...},
   "baselines": {...}}`.
 - `.ragvqa.lock`: while a run writes the directory, who runs it (see `ragvqa.run.lock`).
+- `work/`: the generation journals of the reader's finished batches, each line under the key of
+  everything that produced it (see `ragvqa.run.journal`).
 
 A `RunRecord` line holds everything a reader of one answer needs: the question, the scored
 answer and the raw output, the template id@version and hash, the passages retrieved (ids,

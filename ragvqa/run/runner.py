@@ -7,10 +7,14 @@ cannot be answered (empty question, missing, unreadable or oversized image) is r
 failed with its reason, scores 0 and is counted; the run goes on. Every file is written
 atomically, and `predictions.jsonl` and `metrics.json` only once everything is done.
 
-The run directory is guarded (`ragvqa.run.folder`): an output that is one of the inputs is
-refused, the directory is locked against a second process, a directory holding a run of another
+The run directory is guarded (`ragvqa.run.folder`): an output that is one of the inputs, or a
+run directory inside an input folder (the benchmark's files and images, the pipeline file, its
+models, KB and index: `BenchRunner.inputs`, recorded in `config.yaml`), is refused, the
+directory is locked against a second process, a directory holding a run of another
 configuration is refused unless `overwrite`, and nothing in it is written before the questions
-have been read and checked.
+have been read and checked. A resumed run reuses only what was produced from the same inputs:
+the stage cache and the generation journal are keyed on the question texts, the images' bytes,
+the rendered prompts and the models' weights (`ragvqa.cached_stages`).
 
 A retrieval-only run (`retrieval_only=True`, or a benchmark without an official scorer) stops
 after the retrieval stages: recall@K without loading a reader.
@@ -18,6 +22,7 @@ after the retrieval stages: recall@K without loading a reader.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -33,7 +38,14 @@ from ragvqa.pipeline import Pipeline
 from ragvqa.resources import cache_root
 from ragvqa.run import records
 from ragvqa.run.cache import StageCache
-from ragvqa.run.folder import RESULTS, RunFolder
+from ragvqa.run.folder import (
+    INPUTS,
+    RESULTS,
+    RunFolder,
+    check_not_inside,
+    input_label,
+    pipeline_inputs,
+)
 from ragvqa.run.journal import Journal
 from ragvqa.run.records import RunRecord
 from ragvqa.types import (
@@ -105,15 +117,41 @@ class BenchRunner:
     def retrieval_only(self) -> bool:
         return self.spec.retrieval_only or not self.benchmark.scores_answers
 
+    def inputs(self) -> dict[str, str]:
+        """Every file and folder the run reads, by dotted key, resolved: the benchmark's files
+        and image folders, the pipeline file, and the models, KB (and its source) and index
+        its stages read (`ragvqa.run.folder.pipeline_inputs`)."""
+        spec, p = self.spec, self.pipeline
+        out = {f"benchmark.files.{k}": os.path.abspath(v) for k, v in spec.files.items() if v}
+        out |= {f"benchmark.images.{k}": os.path.abspath(v) for k, v in spec.images.items() if v}
+        if p.name and Path(p.name).is_file():
+            out["pipeline.file"] = os.path.abspath(p.name)
+
+        def resolve(value: str) -> str | None:
+            try:
+                return p.path(value)
+            except UserError:  # ${RAGVQA_DATA} unset: the stage that reads it says so
+                return None
+
+        reader = not self.retrieval_only
+        return out | pipeline_inputs(
+            self.resolved_config, resolve, reader=reader, kb=reader and spec.baselines
+        )
+
     def run(self) -> dict[str, Any]:
         started = time.perf_counter()
-        inputs = {f"the {role} file": path for role, path in self.spec.files.items()}
-        inputs |= {f"the {root} image folder": path for root, path in self.spec.images.items()}
+        inputs = self.inputs()
+        named = {input_label(key): path for key, path in inputs.items()}
         outputs = (*RESULTS, records.CONFIG, records.WORK)
-        check_output_folder(self.out, outputs, inputs, option="--out")
+        check_output_folder(self.out, outputs, named, option="--out")
+        check_not_inside({"--out": self.out}, named)
         with RunFolder(self.out) as folder:
             examples = load_examples(self.benchmark, self.spec)  # bad input stops here
-            config = {"pipeline": self.resolved_config, "benchmark": self.spec.to_json()}
+            config = {
+                "pipeline": self.resolved_config,
+                "benchmark": self.spec.to_json(),
+                INPUTS: inputs,  # where it read them (left out when runs are compared)
+            }
             changes = folder.check(config, overwrite=self.overwrite)
             folder.commit(config, replace=bool(changes))
             if changes and self.notify is not None:

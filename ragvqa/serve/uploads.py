@@ -3,8 +3,9 @@
 The pipeline reads images from files, so every upload (a multipart file, or a `data:` URI) is
 written to the server's upload folder as `<query id>.<format>` and checked the way
 `ragvqa answer` checks a file: not empty, under the size cap, an image, not a decompression
-bomb (`ragvqa.data.images.check_image`, which reads the header only). A file that is truncated
-further in is caught when the encoder decodes it, and its answer comes back with an error.
+bomb, no more than 50:1 (`ragvqa.data.images.check_image`, which reads the header only). A file
+that is truncated further in is caught when the encoder decodes it (`open_image`, which also
+turns it upright by its EXIF orientation), and its answer comes back with an error.
 A stored image lives as long as its question is in the server's cache of recent retrievals.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ragvqa.data.images import check_image
+from ragvqa.data.images import check_image, open_image
 from ragvqa.serve.errors import RequestError, one_line
 
 _DATA_URI = re.compile(r"\Adata:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[\w.+-]+)*);base64,(.*)\Z", re.S)
@@ -87,8 +88,8 @@ class UploadStore:
 def thumbnail(path: str, box: int = 160) -> bytes:
     """A JPEG of the image at `path` that fits in `box` x `box` pixels (evidence thumbnails:
     a KB's images can be large, the page shows them small)."""
-    with Image.open(path) as img:
-        img.thumbnail((box, box))
-        out = io.BytesIO()
-        img.convert("RGB").save(out, format="JPEG", quality=85)
+    img = open_image(path, draft=box)  # upright (EXIF), size checked; a UserError if bad
+    img.thumbnail((box, box))
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=85)
     return out.getvalue()
