@@ -227,11 +227,16 @@ def test_playground_reanswers_an_edit_beside_the_first_and_saves_it(server, brow
     browser.set_files("#image", [str(first_images(server.world, 1)[0])])
     browser.wait("!document.getElementById('preview').hidden")
     record = _ask(browser, "Which city is this tower in?")
-    browser.js(
-        "const s = document.getElementById('pg-template'); s.value = 'answer/evidence_short@1';"
-        " s.dispatchEvent(new Event('change'))"
-    )
+    # the page opens on the pipeline's template (evidence_short@1, loading its text): pick
+    # another, then evidence_short@1 again, so the text edited below is the last one loaded
     browser.wait("document.getElementById('pg-text').value.includes('id: answer/evidence_short')")
+    for ref in ("answer/evidence_fallback@1", "answer/evidence_short@1"):
+        browser.js(
+            f"(() => {{ const s = document.getElementById('pg-template'); s.value = '{ref}';"
+            " s.dispatchEvent(new Event('change')); })()"
+        )
+        template_id = ref.split("@")[0]
+        browser.wait(f"document.getElementById('pg-text').value.includes('id: {template_id}')")
     browser.js(
         "const t = document.getElementById('pg-text');"
         f" t.value = t.value.replace({json.dumps(EDIT[0])}, {json.dumps(EDIT[1])})"

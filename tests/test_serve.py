@@ -351,7 +351,10 @@ def test_answer_is_the_record_of_answer_json(server):
     scores = [r["score"] for r in record["retrieved"]]
     assert scores == sorted(scores, reverse=True)
     shown = [r["passage_id"] for r in record["retrieved"][: len(record["evidence"])]]
-    assert record["evidence"] == shown and 1 <= len(shown) <= 2  # reader.passages: 2
+    assert record["evidence"] == shown and len(shown) == 1  # reader.passages: 1
+    # the uploaded image went to the vLLM reader (the world's tiny Qwen2.5-VL) with the question
+    user = next(m for m in record["prompt"] if m["role"] == "user")
+    assert len(user["images"]) == 1 and user["images"][0] == record["image"]
     assert set(record["timings"]) == {"encode", "search", "generate"}
     assert int(response.headers["X-Ragvqa-Batch"]) >= 1
     # the server keeps it: the same record by its query id

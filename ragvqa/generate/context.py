@@ -23,6 +23,7 @@ def chat_token_counter(
     *,
     layout: str = "chat",
     limit_images: int | None = None,
+    chat_template: str | None = None,
 ) -> Callable[[ChatPrompt], int]:
     """Counts a prompt's tokens as the reader will see them.
 
@@ -31,7 +32,8 @@ def chat_token_counter(
     beyond its one placeholder token, as the reader's processor says (`image_tokens`). Plain
     layout: the text as it is, with the tokenizer's own special tokens (no images).
     `limit_images`: more images than this in one prompt is an error (vLLM's
-    `limit_mm_per_prompt`), said before the engine is asked."""
+    `limit_mm_per_prompt`), said before the engine is asked. `chat_template`: another template
+    than the tokenizer's (the processor's, which vLLM prefers)."""
 
     def count(prompt: ChatPrompt) -> int:
         if layout == "plain":
@@ -45,7 +47,10 @@ def chat_token_counter(
         if images and image_tokens is None:
             raise UserError(f"template {prompt.template}: the reader reads no images")
         text = tokenizer.apply_chat_template(
-            template_messages(prompt), add_generation_prompt=True, tokenize=False
+            template_messages(prompt),
+            add_generation_prompt=True,
+            tokenize=False,
+            chat_template=chat_template,
         )
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         return len(ids) + sum(image_tokens(image) for image in images) if images else len(ids)
@@ -55,25 +60,36 @@ def chat_token_counter(
 
 def reader_token_counter(generator: Any) -> Callable[[ChatPrompt], int] | None:
     """The token counter of a reader that can count (it has a `tokenizer()`; vLLM and
-    transformers readers do, an HTTP reader does not): images counted by its `hf_processor()`
-    with its `mm_kwargs`, loaded only when a prompt has an image."""
+    transformers readers do, an HTTP reader does not), built on its first use. Images are
+    counted by the reader's `hf_processor()` with its `mm_kwargs`; the chat template is the
+    processor's when it has one, else the tokenizer's: the one vLLM and transformers apply."""
     tokenizer = getattr(generator, "tokenizer", None)
     if not callable(tokenizer):
         return None
-    per_image: list[Callable[[str], int]] = []
+    built: list[Callable[[ChatPrompt], int]] = []
 
-    def image_tokens(image: str) -> int:
-        if not per_image:
-            processor = generator.hf_processor()
-            per_image.append(image_token_counter(processor, getattr(generator, "mm_kwargs", {})))
-        return per_image[0](image)
+    def count(prompt: ChatPrompt) -> int:
+        if not built:
+            built.append(_build_counter(generator, tokenizer()))
+        return built[0](prompt)
 
-    multimodal = callable(getattr(generator, "hf_processor", None))
+    return count
+
+
+def _build_counter(generator: Any, tokenizer: Any) -> Callable[[ChatPrompt], int]:
+    layout = getattr(generator, "layout", "chat")
+    limit = getattr(generator, "image_limit", None)
+    if not callable(getattr(generator, "hf_processor", None)):
+        return chat_token_counter(tokenizer, layout=layout, limit_images=limit)
+    processor = generator.hf_processor()
+    template = getattr(processor, "chat_template", None) or None
+    images = (
+        image_token_counter(processor, getattr(generator, "mm_kwargs", {}))
+        if getattr(processor, "image_token", None)
+        else None
+    )
     return chat_token_counter(
-        tokenizer(),
-        image_tokens if multimodal else None,
-        layout=getattr(generator, "layout", "chat"),
-        limit_images=getattr(generator, "image_limit", None),
+        tokenizer, images, layout=layout, limit_images=limit, chat_template=template
     )
 
 
