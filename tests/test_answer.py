@@ -41,7 +41,7 @@ def test_answer_json_holds_the_whole_record(world, shared_engine):
     assert all(r["title"] in user for r in shown)
     assert record["error"] is None and record["query_id"] == "q"
     assert q["question"] in user
-    assert set(record["timings"]) == {"encode", "search", "generate"}
+    assert set(record["timings"]) == {"startup", "encode", "search", "generate"}
 
 
 def test_answer_panel_and_prompt(world, shared_engine):

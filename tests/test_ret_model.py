@@ -137,7 +137,7 @@ def test_unknown_hub_id_offline_is_one_line():
     with pytest.raises(UserError) as err:
         load_retriever("aimagelab/ReT-CLIP-ViT-L-14")
     assert "cannot download checkpoint 'aimagelab/ReT-CLIP-ViT-L-14'" in str(err.value)
-    assert "pass the local folder" in str(err.value)
+    assert "--set encoder.model=/path/to/folder" in str(err.value)  # says which key
 
 
 def test_pickle_only_checkpoint_is_refused(tmp_path):

@@ -1,10 +1,12 @@
 """`ragvqa answer --image q.jpg --question "..."`: one question answered, with its evidence.
 
 Without `--json`: a panel with the answer, the evidence the reader saw (entity, section,
-scores) and the other candidates. With `--json`: the whole record (retrieved passages,
-rendered prompt, raw output, timings, and `startup`: when each component loaded, in seconds
-since the process started) on stdout. Bad input is one line and exit 2. With
-`--server URL`, a running `ragvqa serve` answers instead (no model is loaded here).
+scores), the other candidates, the start-up (loading the components: most of a cold answer)
+and the stage times. With `--json`: the whole record (retrieved passages, rendered prompt, raw
+output, `timings` with `startup` apart from the stages, and `startup`: when each component
+loaded, in seconds since the process started) on stdout. On a terminal a spinner says what is
+going on while the models load ("starting reader... 12s"). Bad input is one line and exit 2.
+With `--server URL`, a running `ragvqa serve` answers instead (no model is loaded here).
 """
 
 from __future__ import annotations
@@ -47,6 +49,37 @@ def validate_image(path: Path) -> str:
     return str(path)
 
 
+def startup_line(record: dict[str, Any]) -> str | None:
+    """The panel's start-up line, "start-up 75.31s: before_load 6.02s, encoder 3.10s, ...,
+    reader 52.00s (in the background)": the record's start-up figure and each component's load
+    (None for a record without one: a running server's)."""
+    seconds = record.get("timings", {}).get("startup")
+    if not isinstance(seconds, int | float):
+        return None
+    parts = []
+    for name, span in (record.get("startup") or {}).items():
+        if span["seconds"] < 0.005:  # shown to the hundredth: no "kb 0.00s"
+            continue
+        background = " (in the background)" if span.get("thread") != "MainThread" else ""
+        parts.append(f"{name} {span['seconds']:.2f}s{background}")
+    return f"start-up {seconds:.2f}s" + (f": {', '.join(parts)}" if parts else "")
+
+
+def _phase(pipe: Any, clock: dict[str, Any]) -> str:
+    """What a cold answer is doing, for the spinner: loading the pipeline, retrieving (while the
+    reader's engine starts in the background), starting the reader, answering."""
+    if pipe is None:
+        return "loading the pipeline"
+    loaded = pipe.startup.to_json()
+    if "reader" in loaded:
+        return "answering"
+    if "search" in clock or pipe.retrieval_mode != "index":
+        return "starting reader"
+    if "_reader_start" in pipe.__dict__:
+        return "retrieving while the reader starts"
+    return "retrieving" if "encoder" in loaded else "loading models"
+
+
 def _panel(record: dict[str, Any], show_prompt: bool, notice: str | None) -> None:
     from rich.console import Console
     from rich.markup import escape as escape_markup
@@ -72,8 +105,12 @@ def _panel(record: dict[str, Any], show_prompt: bool, notice: str | None) -> Non
     body.add_row(title)
     body.add_row("[dim]evidence (▶ = read by the model)[/]")
     body.add_row(table)
-    timing = "  ".join(f"{k} {v:.2f}s" for k, v in record["timings"].items())
+    stages = {k: v for k, v in record["timings"].items() if k != "startup"}
+    timing = "  ".join(f"{k} {v:.2f}s" for k, v in stages.items())
     body.add_row(f"[dim]{escape(record['model'])} · {escape(record['template'])}[/]")
+    startup = startup_line(record)
+    if startup:
+        body.add_row(f"[dim]{escape(startup)}[/]")
     body.add_row(f"[dim]{timing}[/]")
     out.print(Panel(body, title="ragvqa answer", expand=False))
     if show_prompt:
@@ -111,8 +148,6 @@ def answer_command(
 ) -> None:
     """Answer one question about an image, with the evidence used."""
     with user_errors():
-        from ragvqa.pipeline import Pipeline  # the stages' code: not loaded for --help
-
         text = validate_question(question)
         path = validate_image(image) if image is not None else None
         if server:
@@ -127,13 +162,49 @@ def answer_command(
             _output(record, as_json, show_prompt, None)
             return
         sets = list(overrides) + ([f"retrieval.top_k={top_k}"] if top_k else [])
+        record, notice = _answer_here(pipeline, sets, trust_remote_code, prompt, path, text)
+        _output(record, as_json, show_prompt, notice)
+
+
+def _answer_here(
+    pipeline: Path | None,
+    sets: list[str],
+    trust_remote_code: bool,
+    prompt: str | None,
+    image: str | None,
+    question: str,
+) -> tuple[dict[str, Any], str | None]:
+    """The record of the question answered by a pipeline loaded here, and its notice; a
+    spinner on a terminal meanwhile. The record's `timings` hold `startup` (loading the
+    components, from the process's start) apart from the stages (`with_startup`)."""
+    from ragvqa.progress import Spinner
+    from ragvqa.run.runner import StageClock, with_startup
+    from ragvqa.startup import since_start
+    from ragvqa.types import VQAQuery
+
+    clock = StageClock()
+    loaded: list[Any] = [None]
+    with Spinner(lambda: _phase(loaded[-1], clock)):
+        from ragvqa.pipeline import Pipeline  # the stages' code: not loaded for --help
+
         with Pipeline.load(pipeline, sets, trust_remote_code=trust_remote_code) as pipe:
             if prompt:
                 pipe = pipe.with_prompt(prompt)
             pipe.check()  # unknown components or templates fail before any model loads
-            record = pipe.answer(path, text).to_json()
+            loaded.append(pipe)
+            query = VQAQuery("q", question, image_path=image)
+            answer = pipe.answer_batch([query], timings=clock)[0]
+            if answer.error is not None:
+                raise UserError(answer.error)
+            record = answer.to_json()
             record["startup"] = pipe.startup.to_json()  # when each component loaded
-        _output(record, as_json, show_prompt, pipe.config.get("notice"))
+            split = with_startup(clock, pipe.startup, since=0.0, until=since_start())
+    stages = {  # one question: its share of a stage is the stage (less its start-up)
+        k: split[k]["seconds"] if k in split and k != "generate" else v
+        for k, v in record["timings"].items()
+    }
+    record["timings"] = {"startup": split["startup"]["seconds"], **stages}
+    return record, pipe.config.get("notice")
 
 
 def _output(record: dict[str, Any], as_json: bool, show_prompt: bool, notice: str | None) -> None:

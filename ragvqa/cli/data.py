@@ -146,21 +146,23 @@ def fetch_command(
     with user_errors():
         from ragvqa.data.catalogue import load_catalogue
         from ragvqa.data.fetch import RetryPolicy, fetch
+        from ragvqa.run.lock import locked_folder
 
         cat = load_catalogue(catalogue)
         chosen = expand_names(names, cat)
         root = data_root(to, "--to DIR")
         policy = RetryPolicy(attempts=attempts, timeout=timeout)
         manual, done = [], []
-        for artefact in chosen:
-            result = fetch(artefact, root, policy=policy, progress=progress)
-            done.append(_fetched(artefact, result))
-            if result.outcome == "manual":
-                manual.append(result.name)
-                line = shown(f" {result.name}: {result.instructions}")
-                stderr.print(shown("manual", "yellow") + line, soft_wrap=True)
-            else:
-                say(f"{result.outcome} {result.name}: {result.path}")
+        with locked_folder(root, hint="use another --to"):  # one fetch per data root
+            for artefact in chosen:
+                result = fetch(artefact, root, policy=policy, progress=progress)
+                done.append(_fetched(artefact, result))
+                if result.outcome == "manual":
+                    manual.append(result.name)
+                    line = shown(f" {result.name}: {result.instructions}")
+                    stderr.print(shown("manual", "yellow") + line, soft_wrap=True)
+                else:
+                    say(f"{result.outcome} {result.name}: {result.path}")
         if as_json:
             print_json({"root": str(root), "ok": not manual, "artefacts": done})
         if manual:

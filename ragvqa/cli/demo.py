@@ -4,6 +4,10 @@ Nothing is downloaded. The models have random weights, so the answers are meanin
 demo shows every stage, file format and command working end to end on this machine. With
 `--real`, real text models answer real questions (see `ragvqa.cli.demo_real`).
 
+The demo writes only into a folder that is missing or empty, or that a demo made: it writes the
+marker `DIR/.ragvqa-world` first and refuses any other folder in one line, writing nothing
+(`ragvqa.fixtures.world.world_folder`); DIR is locked while the demo runs.
+
 The world's benchmark files are named in `DIR/benchmarks.yaml`, beside its pipeline, so
 `ragvqa bench infoseek --pipeline DIR/pipeline.yaml` needs no other option; the demo ends with
 the commands to try next (answer, bench, compare, report), ready to paste. Results (`--json`)
@@ -86,24 +90,28 @@ def demo_command(
             run_real_demo(folder, bench, limit)
             return
         from ragvqa.cli.answer import validate_image
-        from ragvqa.fixtures.world import build_world, world_paths
+        from ragvqa.fixtures.world import world_folder, world_paths, write_world
         from ragvqa.io import iter_jsonl
         from ragvqa.pipeline import Pipeline
 
-        if (folder / "pipeline.yaml").is_file():
-            paths = world_paths(folder)
-            say(f"using the demo world in {folder}")
-        else:
-            say(f"building the demo world in {folder} (about a minute)")
-            paths = build_world(folder, progress=True)
-        write_benchmarks_file(folder)
-        with Pipeline.load(paths["pipeline"]) as pipe:
-            _, first = next(iter_jsonl(paths["infoseek_questions"]))
-            image = paths["infoseek_images"] / first["image_id"][5:7] / f"{first['image_id']}.jpg"
-            answer = pipe.answer(validate_image(image), first["question"])
-            top = answer.passages[0].title if answer.passages else "-"
-            say(f"answer: {first['question']} -> {answer.text!r} (top evidence: {top})")
-            runs = _benchmarks(pipe, folder) if bench else {}
+        # only a missing or empty folder, or one a demo made (its marker), is written into;
+        # it stays locked against a second demo until this one ends
+        with world_folder(folder, made_by="ragvqa demo"):
+            if (folder / "pipeline.yaml").is_file():  # written last: the world is complete
+                paths = world_paths(folder)
+                say(f"using the demo world in {folder}")
+            else:
+                say(f"building the demo world in {folder} (about a minute)")
+                paths = write_world(folder, progress=True)
+            write_benchmarks_file(folder)
+            with Pipeline.load(paths["pipeline"]) as pipe:
+                _, first = next(iter_jsonl(paths["infoseek_questions"]))
+                image = paths["infoseek_images"] / first["image_id"][5:7]
+                image = image / f"{first['image_id']}.jpg"
+                answer = pipe.answer(validate_image(image), first["question"])
+                top = answer.passages[0].title if answer.passages else "-"
+                say(f"answer: {first['question']} -> {answer.text!r} (top evidence: {top})")
+                runs = _benchmarks(pipe, folder) if bench else {}
         if as_json:
             print_json({"answer": answer.to_json(), "runs": runs})
         stderr.print(

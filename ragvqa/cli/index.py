@@ -1,5 +1,8 @@
 """`ragvqa index build | info | verify`: vector indexes over a KB's passages.
 
+`build` holds `--out`'s lock (`ragvqa.run.lock`) while it writes: a second process on the same
+folder is refused at once, naming the holder.
+
 Results go to stdout (`info`'s table, tab-separated rows in a pipe; JSON with `--json`, `build`
 included); progress and the summary and verdict lines go to stderr.
 """
@@ -93,10 +96,12 @@ def build(
         )
         from ragvqa.index import manifest as files
         from ragvqa.io import check_output_folder
+        from ragvqa.run.lock import locked_folder
 
         written = (files.MANIFEST, files.BUILD, files.FAISS_FILE, files.VECTORS_FILE, "emb")
         check_output_folder(out, written, {"--kb": kb, "--encoder": encoder}, option="--out")
-        manifest = build_index(params, out, device=device, progress=progress)
+        with locked_folder(out):  # a second build on --out is refused, naming this one
+            manifest = build_index(params, out, device=device, progress=progress)
         stderr.print(
             f"{manifest['documents']} passages, {manifest['index_vectors']} vectors "
             f"({manifest['vectors_per_document']} x {manifest['dim']} per passage), "

@@ -1,5 +1,8 @@
 """`ragvqa kb build | info`: knowledge bases as passage stores.
 
+`build` holds `--out`'s lock (`ragvqa.run.lock`) while it writes: a second process on the same
+folder is refused at once, naming the holder.
+
 Results go to stdout (`info`'s table, tab-separated rows in a pipe; JSON with `--json`, `build`
 included); progress and `build`'s summary line go to stderr.
 """
@@ -55,11 +58,13 @@ def build(
         )
         from ragvqa.io import check_output_folder
         from ragvqa.kb.store import MANIFEST, STATE
+        from ragvqa.run.lock import locked_folder
 
         inputs = {"--input": input, "--images-dir": images_dir or None}
         inputs["--images-map"] = images_map or None
         check_output_folder(out, (MANIFEST, STATE, "passages"), inputs, option="--out")
-        manifest = build_kb(params, out, progress=progress)
+        with locked_folder(out):  # a second build on --out is refused, naming this one
+            manifest = build_kb(params, out, progress=progress)
         duplicates = manifest.get("duplicate_pages") or 0  # KBs built before it was counted
         stderr.print(
             f"{manifest['pages']} pages -> {manifest['passages']} passages, "

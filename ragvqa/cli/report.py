@@ -5,11 +5,13 @@ The page is written to --out (default RUN/report.html) and its path printed on s
 line, and so does an --out that is an input of the run, before anything is written: one of the
 run's own files, a file or folder its `config.yaml` names (benchmark files, the pipeline file,
 models, KB, index: `ragvqa.run.folder.recorded_inputs`), one of its images, or a path inside
-one of those folders (`ragvqa.run.folder.check_not_inside`).
+one of those folders (`ragvqa.run.folder.check_not_inside`). The page's folder is locked while it
+is written (`ragvqa.run.lock`): a second ragvqa process writing it is named, exit status 2.
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import typer
@@ -41,6 +43,7 @@ def report_command(
         from ragvqa.io import check_outputs
         from ragvqa.run import records
         from ragvqa.run.folder import check_not_inside, input_label, recorded_inputs
+        from ragvqa.run.lock import FolderLock
 
         target = {"--out": out if out is not None else run / REPORT}
         read = (records.PREDICTIONS, records.METRICS, records.CONFIG, records.ENVIRONMENT)
@@ -57,7 +60,13 @@ def report_command(
         check_not_inside(target, inputs, allowed=[run])  # report.html goes in RUN itself
         most = None if all_questions else limit
         shown, _ = select_records(rows, only=only, limit=most)
-        path = write_report(run, out, limit=most, only=only, records=rows)
+        # the page's folder (RUN itself by default) is locked while it is written: a bench
+        # still writing RUN, or another report into the same folder, is refused (a missing
+        # folder is the writer's to refuse; a device such as /dev/null is not a folder's file)
+        page = target["--out"]
+        mine = page.parent.is_dir() and (page.is_file() or not page.exists())
+        with FolderLock(page.parent) if mine else contextlib.nullcontext():
+            path = write_report(run, out, limit=most, only=only, records=rows)
         say(f"report written to {path}")
         if as_json:
             print_json({"report": str(path), "questions": len(shown)})

@@ -33,6 +33,13 @@ def serve_command(
     cache_size: int = typer.Option(
         256, "--cache-size", min=1, help="Recent questions kept for the playground's re-answers."
     ),
+    max_prompt_chars: int = typer.Option(
+        100_000,
+        "--max-prompt-chars",
+        min=1000,
+        help="Longest prompt a template may render, in characters (a playground draft over it "
+        "is refused with 413 before any token is counted).",
+    ),
     overrides: list[str] = typer.Option([], "--set", help="Pipeline override a.b=c (repeatable)."),
     trust_remote_code: bool = typer.Option(
         False,
@@ -51,6 +58,7 @@ def serve_command(
             max_request_bytes=int(max_request_mb * 2**20),
             cache_size=cache_size,
             can_save=prompts is not None,
+            max_prompt_chars=max_prompt_chars,
         )
         serve(
             pipeline,

@@ -2,11 +2,14 @@
 
 Prints the last log record (step, loss, held-out recall@K) as JSON on stdout; progress with
 loss and throughput goes to stderr. Running the same command again resumes from the newest
-checkpoint under --out.
+checkpoint under --out. The run holds --out's lock (`ragvqa.run.lock`): a second process on the
+same folder is refused at once, naming the holder.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import typer
@@ -56,6 +59,7 @@ def retriever(
 ) -> None:
     """Contrastive training with in-batch negatives; resumes from the newest checkpoint."""
     with user_errors():
+        from ragvqa.run.lock import locked_folder
         from ragvqa.train.trainer import TrainConfig
         from ragvqa.train.trainer import train as run
 
@@ -84,4 +88,9 @@ def retriever(
             precision=precision,
             progress=progress,
         )
-        print_json(run(config))
+        # one run per --out: a second process on it is refused, naming the holder; under
+        # torchrun the ranks of one job share it, so rank 0 holds it for them
+        first = os.environ.get("RANK", "0").strip() in ("", "0")
+        with locked_folder(out) if first else contextlib.nullcontext():
+            record = run(config)
+        print_json(record)

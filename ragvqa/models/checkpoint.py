@@ -50,7 +50,9 @@ def resolve_source(path_or_hub_id: str | Path) -> Path:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserError(
             f"cannot download checkpoint {name!r} from the hub ({first}); without internet, "
-            "download it elsewhere and pass the local folder instead"
+            "download it elsewhere and name the local folder instead: --set "
+            "encoder.model=/path/to/folder for a pipeline's encoder, or the command's "
+            "--encoder (index build) or --init (train) option"
         ) from None
 
 

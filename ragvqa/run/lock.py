@@ -1,4 +1,10 @@
-"""An exclusive lock on a folder, so that two processes never write one run directory at once.
+"""An exclusive lock on a folder, so that two processes never write one folder at once.
+
+Every command that writes a folder takes it: `bench` (the run folder, `ragvqa.run.folder`),
+`kb build`, `index build` and `train retriever` (`--out`), `data fetch` (the data root),
+`report` (the folder of the page it writes) and `demo` (its world), through `FolderLock` or
+`locked_folder` (which also creates the folder, and removes what it created if it is still empty
+at the end).
 
 The lock is an OS file lock (`fcntl.flock`) on a lock file in the folder: the kernel releases it
 when its holder exits, however it exits (a crash or `kill -9` leaves no stale lock behind, only
@@ -17,6 +23,7 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from ragvqa.errors import UserError
@@ -25,10 +32,13 @@ LOCK = ".ragvqa.lock"
 
 
 class FolderLock:
-    """`with FolderLock(folder): ...` holds `folder`'s lock or raises `UserError` at once."""
+    """`with FolderLock(folder): ...` holds `folder`'s lock or raises `UserError` at once.
 
-    def __init__(self, folder: str | Path):
+    `hint` ends the refusal: what the user can do besides waiting ("use another --out")."""
+
+    def __init__(self, folder: str | Path, *, hint: str = "use another --out"):
         self.path = Path(folder) / LOCK
+        self.hint = hint
         self.fd: int | None = None
 
     def __enter__(self) -> FolderLock:
@@ -55,7 +65,7 @@ class FolderLock:
                 holder = _read(fd)
                 os.close(fd)
                 raise UserError(
-                    f"in use by {holder}: wait for it to end, or use another --out",
+                    f"in use by {holder}: wait for it to end, or {self.hint}",
                     path=str(self.path.parent),
                 ) from None
             if _is_current(fd, self.path):
@@ -79,6 +89,34 @@ class FolderLock:
             self.path.unlink()
         os.close(self.fd)
         self.fd = None
+
+
+@contextlib.contextmanager
+def locked_folder(folder: str | Path, *, hint: str = "use another --out") -> Iterator[Path]:
+    """Hold `folder`'s lock while the block runs, creating the folder (and its parents) when
+    missing; the folders it created are removed again when they are still empty at the end (a
+    command that failed before writing anything leaves nothing behind).
+
+    Raises:
+        UserError: `folder` is a file or cannot be created, or another process holds its lock.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError("is a file, expected a folder", path=str(folder))
+    made = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the folder ({exc.strerror})", path=str(folder)) from None
+    try:
+        with FolderLock(folder, hint=hint):
+            yield folder
+    finally:
+        for path in made:  # deepest first
+            if not path.is_dir() or any(path.iterdir()):
+                break
+            with contextlib.suppress(OSError):
+                path.rmdir()
 
 
 def _is_current(fd: int, path: Path) -> bool:

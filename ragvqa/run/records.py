@@ -10,7 +10,13 @@ Layout of RUN/:
 - `run.trec`: the retrieved passages in TREC format (`qid Q0 passage_id rank score ragvqa`).
 - `metrics.json`: `{"benchmark", "pipeline", "official": <the scorer's metrics>, "retrieval":
   {"entity_recall": {...}, "pseudo_recall": {...}}, "counts": {...}, "timings": {...},
-  "baselines": {...}}`.
+  "baselines": {...}}`. `timings` holds per stage `{"seconds", "cached"}`: the seconds the stage
+  took when it was computed. A stage that came from the stage cache or the journal in a re-run
+  of the same run keeps the seconds the run recorded when it computed it (`keep_measured`), so
+  re-running a finished run marks its stages cached and keeps their times; 0 when the run never
+  computed it (its output came from another run's cache). `total` (and `startup`) are the last
+  run's, kept too when it computed nothing; `predictions.jsonl` keeps each question's share of
+  a cached batched stage the same way (`EarlierTimings`).
 - `.ragvqa.lock`: while a run writes the directory, who runs it (see `ragvqa.run.lock`).
 - `work/`: the generation journals of the reader's finished batches, each line under the key of
   everything that produced it (see `ragvqa.run.journal`).
@@ -28,7 +34,8 @@ import contextlib
 import json
 import os
 import platform
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +151,82 @@ def read_metrics(run: str | Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise UserError(f"malformed JSON ({exc.msg})", path=str(path), line=exc.lineno) from None
+
+
+@dataclass
+class EarlierTimings:
+    """The timings a run folder recorded when its run last finished: `stages`, its
+    `metrics.json` timings, and `shares`, each question's seconds per stage from
+    `predictions.jsonl` (empty when there is no finished run, or it cannot be read: timings
+    are never worth failing a run for). Read after the folder's configuration was checked, so
+    they are the same run's."""
+
+    stages: dict[str, Any] = field(default_factory=dict)
+    shares: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, run: str | Path) -> EarlierTimings:
+        run = Path(run)
+        try:
+            data = json.loads((run / METRICS).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return cls()
+        stages = data.get("timings") if isinstance(data, dict) else None
+        if not isinstance(stages, dict):
+            return cls()
+        shares: dict[str, dict[str, Any]] = {}
+        with contextlib.suppress(OSError, UserError):
+            for _, row in iter_jsonl(run / PREDICTIONS):
+                timings = row.get("timings") if isinstance(row, dict) else None
+                if isinstance(timings, dict) and isinstance(row.get("data_id"), str):
+                    shares[row["data_id"]] = timings
+        return cls(stages, shares)
+
+    def kept_shares(
+        self, answers: Sequence[Answer], timings: Mapping[str, Any], stages: Sequence[str]
+    ) -> list[Answer]:
+        """`answers` where each question keeps its earlier share of every batched stage
+        (`stages`) that this run took from the cache (`timings[stage]["cached"]`)."""
+        cached = [s for s in stages if isinstance(timings.get(s), dict) and timings[s]["cached"]]
+        if not cached or not self.shares:
+            return list(answers)
+        out = []
+        for answer in answers:
+            before = self.shares.get(answer.query_id, {})
+            kept = {
+                s: before[s] for s in cached if s in answer.timings and _is_seconds(before.get(s))
+            }
+            out.append(replace(answer, timings={**answer.timings, **kept}) if kept else answer)
+        return out
+
+
+def keep_measured(now: dict[str, Any], earlier: dict[str, Any]) -> dict[str, Any]:
+    """`now`'s timings, where each stage that was cached in this run (an entry with `cached`)
+    keeps the seconds `earlier` (the same run's last `metrics.json` timings) recorded for it,
+    still marked cached. When no stage was computed in this run, its other entries (`total`,
+    `startup`) are the earlier ones too, marked cached."""
+    out: dict[str, Any] = {}
+    for stage, entry in now.items():
+        before = earlier.get(stage)
+        if (
+            isinstance(entry, dict)
+            and entry.get("cached")
+            and isinstance(before, dict)
+            and _is_seconds(before.get("seconds"))
+        ):
+            entry = {**entry, "seconds": before["seconds"], "cached": True}
+        out[stage] = entry
+    stages = {k for k, e in out.items() if isinstance(e, dict) and "cached" in e}
+    if stages and all(out[k]["cached"] for k in stages):  # nothing computed: the run's times
+        for name in out.keys() - stages:
+            before = earlier.get(name)
+            if isinstance(before, dict) and _is_seconds(before.get("seconds")):
+                out[name] = {**before, "cached": True}
+    return out
+
+
+def _is_seconds(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
 
 
 def environment() -> dict[str, Any]:

@@ -13,16 +13,21 @@
   machine cannot reach).
 
 Every error is `{"error": "<one line>"}`: 4xx for a bad request, 500 (with the traceback on
-stderr) for a fault of the server, which goes on serving. Request bodies are capped.
+stderr) for a fault of the server, which goes on serving. Request bodies are capped in size and
+in time (a stalled upload is a 408), text fields must be UTF-8, and a client that goes away
+during its upload is one line on stderr.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib.resources import files
 from typing import Annotated, Any
+from urllib.parse import unquote_plus, unquote_to_bytes
 
 from fastapi import Body, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,11 +36,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
 from ragvqa import __version__
 from ragvqa.errors import UserError
 from ragvqa.serve.batcher import Job
-from ragvqa.serve.errors import RequestError, one_line
+from ragvqa.serve.errors import RequestError, log, one_line
 from ragvqa.serve.service import Service
 from ragvqa.serve.uploads import decode_data_uri, thumbnail
 from ragvqa.types import Answer
@@ -89,12 +96,21 @@ class TooLarge(HTTPException):
     """The request body passed the size cap (raised while it is read)."""
 
 
-class BodyLimit:
-    """ASGI middleware: a request whose body is larger than `max_bytes` gets a 413, whether it
-    says its length up front or streams it."""
+class BodyTimeout(Exception):
+    """The request body stalled (raised while it is read; the middleware answers 408)."""
 
-    def __init__(self, app: Any, max_bytes: int):
+
+class BodyLimit:
+    """ASGI middleware over every request's body: larger than `max_bytes` is a 413, whether it
+    says its length up front or streams it; a body with no data for `idle_s` seconds, or not
+    whole after `total_s`, is a 408 and the connection is closed (a client that stalls its
+    upload would hold its request, and a server's shutdown, for ever); a client that
+    disconnects during its upload is one line on stderr, not a traceback; a request cancelled
+    because the server is stopping gets a 503."""
+
+    def __init__(self, app: Any, max_bytes: int, idle_s: float = 30.0, total_s: float = 300.0):
         self.app, self.max_bytes = app, max_bytes
+        self.idle_s, self.total_s = idle_s, total_s
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -105,18 +121,53 @@ class BodyLimit:
             status = 413 if length.isdigit() else 400
             error = message if status == 413 else "bad Content-Length"
             return await JSONResponse({"error": error}, status)(scope, receive, send)
-        seen = 0
+        seen, whole, started = 0, False, False
+        deadline = time.monotonic() + self.total_s
 
         async def limited() -> Any:
-            nonlocal seen
-            event = await receive()
+            nonlocal seen, whole
+            if whole:  # after the body: waiting for a disconnect is not an upload
+                return await receive()
+            left = deadline - time.monotonic()
+            try:
+                async with asyncio.timeout(max(min(self.idle_s, left), 0.0)):
+                    event = await receive()
+            except TimeoutError:
+                raise BodyTimeout(
+                    f"request body not received in time ({seen:,} bytes came; a body may pause "
+                    f"{self.idle_s:g} s at most and take {self.total_s:g} s in all)"
+                ) from None
             if event["type"] == "http.request":
                 seen += len(event.get("body", b""))
                 if seen > self.max_bytes:
                     raise TooLarge(413, message)
+                whole = not event.get("more_body", False)
             return event
 
-        await self.app(scope, limited, send)
+        async def sending(event: Any) -> None:
+            nonlocal started
+            started = started or event["type"] == "http.response.start"
+            await send(event)
+
+        where = f"{scope.get('method', '')} {scope.get('path', '')}"
+        try:
+            await self.app(scope, limited, sending)
+        except BodyTimeout as exc:
+            log(f"{where}: {exc}")
+            if not started:
+                closing = JSONResponse({"error": str(exc)}, 408, headers={"Connection": "close"})
+                await closing(scope, receive, send)
+        except ClientDisconnect:
+            log(f"{where}: the client disconnected during its upload ({seen:,} bytes came)")
+        except asyncio.CancelledError:
+            # the server is stopping (SIGTERM, Ctrl-C) and this request outlived the grace
+            # period: its client hears so, and its task ends here (no traceback in the log)
+            if not started:
+                stopping = JSONResponse(
+                    {"error": "the server is stopping"}, 503, headers={"Connection": "close"}
+                )
+                with contextlib.suppress(Exception):
+                    await stopping(scope, receive, send)
 
 
 class BatchItem(BaseModel):
@@ -168,7 +219,13 @@ def create_app(service: Service, on_ready: Callable[[], None] | None = None) -> 
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.add_middleware(BodyLimit, max_bytes=service.settings.max_request_bytes)
+    settings = service.settings
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_request_bytes,
+        idle_s=settings.body_idle_s,
+        total_s=settings.body_total_s,
+    )
     _error_handlers(app)
     _pages(app)
     _answer_routes(app, service)
@@ -225,11 +282,15 @@ def _answer_routes(app: FastAPI, service: Service) -> None:
     async def answer(request: Request) -> JSONResponse:
         """Answer one question about an image: the record `ragvqa answer --json` prints."""
         form = await _form(request, service.settings.max_request_bytes)
-        query_id = service.new_query_id()
-        question = service.question(_text(form, "question"))
-        template = service.template(_text(form, "template"))
-        top_k = service.top_k(_integer(_text(form, "top_k"), "top_k"))
-        image = await _stored_image(service, query_id, form.get("image"), _text(form, "image_url"))
+        try:
+            query_id = service.new_query_id()
+            question = service.question(_text(form, "question"))
+            template = service.template(_text(form, "template"))
+            top_k = service.top_k(_integer(_text(form, "top_k"), "top_k"))
+            upload, uri = form.get("image"), _text(form, "image_url")
+            image = await _stored_image(service, query_id, upload, uri)
+        finally:
+            await form.close()
         try:
             job = service.submit_answer(query_id, question, image, template, top_k)
         except UserError:
@@ -268,11 +329,12 @@ def _answer_routes(app: FastAPI, service: Service) -> None:
     async def reread(body: Reread) -> JSONResponse:
         """Read a cached question again with another template, or with an edited template
         file (a draft, not saved): the retrieval is reused, nothing is encoded again."""
-        if body.text is not None:
-            template = await run_in_threadpool(service.draft, body.base or body.template, body.text)
+        if body.text is not None:  # checked in a thread of its own, not in the worker
+            base = body.base or body.template
+            template = await run_in_threadpool(service.draft, base, body.text, body.query_id)
         else:
             template = service.template(body.template)
-        job = service.submit_reread(body.query_id, template)
+        job = service.submit_reread(body.query_id, template, draft=body.text is not None)
         return _record(await asyncio.wrap_future(job.future), job)
 
 
@@ -307,19 +369,84 @@ def _other_routes(app: FastAPI, service: Service) -> None:
     async def thumbnail_image(query_id: str, rank: int, i: int = 0) -> Response:
         """A JPEG thumbnail of a retrieved passage's image (or its page's)."""
         path = service.thumbnail_file(query_id, rank, i)
-        data = await run_in_threadpool(thumbnail, path)
+        try:
+            data = await run_in_threadpool(thumbnail, path)
+        except Exception as exc:  # missing, not an image, corrupt: the KB's, not the client's
+            log(f"thumbnail {i} of passage {rank} of {query_id}: {exc}")
+            raise RequestError(
+                f"image {i} of passage {rank} of {query_id} cannot be read", status=404
+            ) from None
         headers = {"Cache-Control": "private, max-age=3600"}
         return Response(data, media_type="image/jpeg", headers=headers)
 
 
 # -- request parts ---------------------------------------------------------------------------
 async def _form(request: Request, max_bytes: int) -> FormData:
+    """The request's form, its text fields decoded as UTF-8 (starlette would read other bytes
+    as Latin-1 and answer a question nobody asked): other bytes are a 400."""
     kind = request.headers.get("content-type", "")
-    if not kind.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+    parser: _Utf8Multipart | _Utf8Urlencoded
+    if kind.startswith("multipart/form-data"):
+        parser = _Utf8Multipart(
+            request.headers, request.stream(), max_files=1, max_fields=8, max_part_size=max_bytes
+        )
+    elif kind.startswith("application/x-www-form-urlencoded"):
+        parser = _Utf8Urlencoded(
+            request.headers, request.stream(), max_fields=8, max_part_size=max_bytes
+        )
+    else:
         raise RequestError(
             "send multipart/form-data (image or image_url, question, template, top_k)", 415
         )
-    return await request.form(max_files=1, max_fields=8, max_part_size=max_bytes)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise RequestError(exc.message) from None
+    if parser.not_utf8:
+        await form.close()
+        name = parser.not_utf8[0]
+        field = "the question" if name == "question" else name  # as `ragvqa answer` says it
+        raise RequestError(f"{field} is not valid UTF-8 text")
+    return form
+
+
+class _Utf8Multipart(MultiPartParser):
+    """starlette's multipart parser with text fields decoded as UTF-8 or refused."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.not_utf8: list[str] = []
+
+    def on_part_end(self) -> None:
+        part = self._current_part
+        if part.file is None:
+            try:
+                text = bytes(part.data).decode("utf-8")
+            except UnicodeDecodeError:
+                self.not_utf8.append(part.field_name)
+                text = ""
+            self.items.append((part.field_name, text))
+        else:
+            super().on_part_end()
+
+
+class _Utf8Urlencoded(FormParser):
+    """starlette's form parser with values (raw or %-escaped) decoded as UTF-8 or refused."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.not_utf8: list[str] = []
+
+    def on_field_end(self) -> None:
+        raw = bytes(self._field_value)
+        super().on_field_end()  # counts the field (and refuses too many)
+        name = unquote_plus(self._field_name.decode("latin-1"))
+        try:
+            text = unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            self.not_utf8.append(name)
+            text = ""
+        self._items[-1] = (name, text)
 
 
 def _text(form: FormData, name: str) -> str | None:

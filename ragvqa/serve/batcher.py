@@ -19,7 +19,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,12 +76,27 @@ class Batcher:
             self._thread = threading.Thread(target=self._loop, name="ragvqa-batcher", daemon=True)
             self._thread.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Finish the jobs already queued, then end the thread."""
+    def stop(self, timeout: float = 30.0, *, cancel: BaseException | None = None) -> None:
+        """End the thread: after the jobs already queued, or, with `cancel`, failing them with
+        that error (the call in progress finishes). Waits at most `timeout` seconds: a call
+        that takes longer is left to its (daemon) thread, so a server stops on time."""
         if self._thread is not None:
+            if cancel is not None:
+                self._drain(cancel)
             self._queue.put(None)
             self._thread.join(timeout)
+            if cancel is not None:
+                self._drain(cancel)  # jobs that came in meanwhile
             self._thread = None
+
+    def _drain(self, error: BaseException) -> None:
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None:
+                _settle(job.future, error)
 
     @property
     def queued(self) -> int:
@@ -122,6 +137,7 @@ class Batcher:
 
     def _run_jobs(self, jobs: list[Job]) -> None:
         groups: dict[Hashable, list[Job]] = {}
+        jobs = [job for job in jobs if not job.future.cancelled()]  # its request is gone
         for job in jobs:
             groups.setdefault(job.key, []).append(job)
         self.stats.requests += len(jobs)
@@ -143,13 +159,24 @@ class Batcher:
             if not _expected(exc):
                 traceback.print_exc(file=sys.stderr)
             for job in group:
-                job.future.set_exception(exc)
+                _settle(job.future, exc)
             return
         for job, result in zip(group, results, strict=True):
-            if isinstance(result, BaseException):
-                job.future.set_exception(result)
-            else:
-                job.future.set_result(result)
+            _settle(job.future, result)
+
+
+def _settle(future: Future, result: Any) -> None:
+    """Give a job its result (an exception fails it); a job whose request was cancelled (the
+    server stopping) takes none."""
+    if future.done():
+        return
+    try:
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
+    except InvalidStateError:  # cancelled meanwhile
+        pass
 
 
 def _expected(exc: Exception) -> bool:

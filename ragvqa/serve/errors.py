@@ -6,6 +6,8 @@ pipeline (an unknown template, an empty question) is a 400.
 
 from __future__ import annotations
 
+import sys
+
 from ragvqa.errors import UserError
 
 
@@ -21,3 +23,9 @@ def one_line(text: str, limit: int = 500) -> str:
     """`text` as one printable line of at most `limit` characters (client-given names too)."""
     flat = " ".join("".join(c if c.isprintable() else " " for c in str(text)).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def log(message: str) -> None:
+    """One line on the server's stderr (what a client did that the operator may want to know:
+    an upload cut short, a KB image that cannot be read)."""
+    print(f"ragvqa: {one_line(message, 1000)}", file=sys.stderr, flush=True)

@@ -11,6 +11,9 @@ version in `LOCK.json` at once. Errors become `RequestError`s with the status th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from ragvqa.errors import UserError
 from ragvqa.prompt_versions import new_version
 from ragvqa.prompts import PromptLibrary, PromptTemplate, sample_render
@@ -21,12 +24,28 @@ MAX_TEMPLATE_CHARS = 100_000
 
 def check_answer_template(template: PromptTemplate) -> PromptTemplate:
     """`template` when it can answer a question: not a reranking template (those need
-    candidates), and one whose render has a user turn (an edit can delete every block)."""
+    candidates), and one whose render has a user turn (an edit can delete every block). Its
+    sample render is bounded like every render of the server (`ragvqa.prompts.render_bounds`
+    around the call); a problem is a `RequestError` without the server's paths."""
     if "candidates" in template.inputs:
         raise RequestError(f"template {template.ref} is a reranking template, not an answer one")
-    if not any(m.role == "user" and m.text for m in sample_render(template).messages):
+    with client_errors():
+        messages = sample_render(template).messages
+    if not any(m.role == "user" and m.text for m in messages):
         raise RequestError(f"template {template.ref} renders no user message (a user block)")
     return template
+
+
+@contextmanager
+def client_errors() -> Iterator[None]:
+    """A template's `UserError` as a `RequestError` for the client: its problem without the
+    server's path, with its status (413 for a render over the bounds)."""
+    try:
+        yield
+    except RequestError:
+        raise
+    except UserError as exc:
+        raise RequestError(exc.problem, _status(exc)) from None
 
 
 def draft(library: PromptLibrary, base_ref: str, text: str) -> PromptTemplate:
@@ -59,4 +78,14 @@ def _new_version(
             raise RequestError(f"{exc.path} exists: a saved version never changes", 409) from None
         if exc.problem.startswith("cannot write"):
             raise RequestError(str(exc), status=403) from None
-        raise RequestError(exc.problem) from None
+        raise RequestError(exc.problem, _status(exc)) from None
+
+
+def _status(exc: BaseException | None) -> int:
+    """The HTTP status of a template's error: a `RenderLimit`'s own (413 for its size), also
+    when another error was raised while handling it (`new_version` says which version)."""
+    while exc is not None:
+        if isinstance(getattr(exc, "status", None), int):
+            return exc.status  # type: ignore[attr-defined]
+        exc = exc.__context__
+    return 400

@@ -21,14 +21,16 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ragvqa.cli.answer import validate_question
 from ragvqa.config import merge
+from ragvqa.errors import UserError
 from ragvqa.pipeline import Pipeline
-from ragvqa.prompts import PromptLibrary, PromptTemplate
+from ragvqa.prompts import PromptLibrary, PromptTemplate, render_bounds
 from ragvqa.serve import playground
 from ragvqa.serve.batcher import Batcher, Job
 from ragvqa.serve.errors import RequestError
@@ -51,6 +53,15 @@ class Settings:
     max_request_bytes: int = 20 * 2**20
     cache_size: int = 256
     can_save: bool = False  # whether the playground may write new template versions
+    # every prompt the server renders (a client's draft, saved versions, the pipeline's own):
+    # at most this many characters, and this long to render (`ragvqa.prompts.render_bounds`)
+    max_prompt_chars: int = 100_000
+    render_seconds: float = 2.0
+    # a request body: at most this long between two of its chunks, and this long in all
+    body_idle_s: float = 30.0
+    body_total_s: float = 300.0
+    # SIGTERM or Ctrl-C: requests in flight get this long to finish, then are cancelled
+    shutdown_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -110,7 +121,14 @@ class Service:
         self.batcher.start()
 
     def stop(self) -> None:
-        self.batcher.stop()
+        """Stop the worker: queued questions get a 503, a call in progress is waited for at
+        most `shutdown_s` (the server stops on time even while the engine is busy)."""
+        stopping = RequestError("the server is stopping", status=503)
+        self.batcher.stop(self.settings.shutdown_s, cancel=stopping)
+
+    def bounds(self) -> AbstractContextManager[None]:
+        """The bounds of every render of the server (drafts, templates, the worker's)."""
+        return render_bounds(self.settings.max_prompt_chars, self.settings.render_seconds)
 
     # -- requests -----------------------------------------------------------------------------
     @staticmethod
@@ -129,7 +147,8 @@ class Service:
         pipeline's."""
         if not ref:
             return self.default_template
-        return playground.check_answer_template(self.library.get(ref))
+        with self.bounds():
+            return playground.check_answer_template(self.library.get(ref))
 
     def top_k(self, value: int | None) -> int | None:
         if value is not None and not 1 <= value <= MAX_TOP_K:
@@ -150,8 +169,9 @@ class Service:
         query = VQAQuery(query_id, question, image_path=image)
         return self.batcher.submit(("answer", template, top_k or self.pipe.top_k), query)
 
-    def submit_reread(self, query_id: str, template: PromptTemplate) -> Job:
-        """Queue a cached question for reading again with `template` (no retrieval)."""
+    def submit_reread(self, query_id: str, template: PromptTemplate, *, draft: bool = False) -> Job:
+        """Queue a cached question for reading again with `template` (no retrieval); a `draft`
+        (a client's edit, checked by `draft`) is also counted in tokens before it is read."""
         cached = self.cached(query_id)
         fresh = replace(
             cached.answer,
@@ -162,7 +182,7 @@ class Service:
             model="",
             timings={},
         )
-        return self.batcher.submit(("read", template, None), fresh)
+        return self.batcher.submit(("draft" if draft else "read", template, None), fresh)
 
     def cached(self, query_id: str) -> Cached:
         with self._cache_lock:
@@ -175,8 +195,23 @@ class Service:
             )
         return found
 
-    def draft(self, base: str | None, text: str) -> PromptTemplate:
-        return playground.draft(self.library, base or self.default_template.ref, text)
+    def draft(self, base: str | None, text: str, query_id: str | None = None) -> PromptTemplate:
+        """A client's edited template, checked before it may reach the worker: it parses, its
+        sample render and its render of the question `query_id` (as the reader would be
+        prompted) stay within the server's bounds (`bounds`: characters and time; 413 or 400).
+        Runs in a request's thread, so a bad draft costs its own client's time only."""
+        with self.bounds():
+            template = playground.draft(self.library, base or self.default_template.ref, text)
+            if query_id is not None:
+                answer = self.cached(query_id).answer
+                settings = self.pipe.reader_settings
+                with playground.client_errors():
+                    template.render(
+                        question=answer.question,
+                        passages=list(answer.passages[: settings.passages]),
+                        image=answer.image if settings.images else None,
+                    )
+        return template
 
     def save_template(self, base: str, text: str, note: str) -> PromptTemplate:
         if not self.settings.can_save:
@@ -185,7 +220,7 @@ class Service:
                 "--prompts DIR (in a checkout: --prompts prompts)",
                 status=403,
             )
-        with self._save_lock:
+        with self._save_lock, self.bounds():
             saved = playground.save(self.library, base, text, note)
             self.library = PromptLibrary(self.library.root)
         return self.library.get(saved.ref)
@@ -252,20 +287,30 @@ class Service:
 
     # -- the worker thread -------------------------------------------------------------------
     def _run(self, key: Hashable, items: Sequence[Any]) -> list[Any]:
+        with self.bounds():
+            return self._run_bounded(key, items)
+
+    def _run_bounded(self, key: Hashable, items: Sequence[Any]) -> list[Any]:
         kind, template, top_k = key  # type: ignore[misc]
         pipe = self._variant(template, top_k)
+        if kind == "draft":  # a client's edit: its own text must fit the reader's context
+            refused = {a.query_id: e for a in items if (e := _check(_too_many_tokens, pipe, a))}
+            read = iter(_read(pipe, [a for a in items if a.query_id not in refused]))
+            return [refused.get(a.query_id) or next(read) for a in items]
         if kind == "read":
-            return pipe.read_batch(list(items))
-        answers = pipe.answer_batch(list(items))
+            return _read(pipe, items)
+        retrieved = pipe.retrieve_batch(list(items), start_reader=True)  # as answer_batch
         results: list[Any] = []
-        for answer in answers:
-            if answer.ok:
+        for query, answer in zip(items, _read(pipe, retrieved), strict=True):
+            if isinstance(answer, Answer) and answer.ok:
                 self._remember(answer)
                 results.append(answer)
-            else:
-                error = self.uploads.client_name(answer.error or "not answered", answer.image)
-                self.uploads.remove(answer.image)
-                results.append(RequestError(error))
+                continue
+            if isinstance(answer, Answer):
+                message = self.uploads.client_name(answer.error or "not answered", answer.image)
+                answer = RequestError(message)
+            self.uploads.remove(query.image_path)
+            results.append(answer)
         return results
 
     def _variant(self, template: PromptTemplate, top_k: int | None) -> Pipeline:
@@ -309,3 +354,46 @@ class Service:
                 self._page_images[passage.page_id] = next((i for i in found if i), ())
             images = self._page_images[passage.page_id]
         return tuple(images[:THUMBNAILS_PER_PASSAGE])
+
+
+def _read(pipe: Pipeline, answers: Sequence[Answer]) -> list[Answer | RequestError]:
+    """`read_batch` of a group; when a question of it cannot be read (its prompt is over the
+    server's bounds, or does not fit the reader), each is read on its own, so that only that
+    question fails (with its problem, without the server's paths, and the bound's status)."""
+    try:
+        return list(pipe.read_batch(list(answers)))
+    except UserError as exc:
+        if len(answers) == 1:
+            return [RequestError(exc.problem, getattr(exc, "status", 400))]
+    return [_check(lambda a: pipe.read_batch([a])[0], a) for a in answers]
+
+
+def _check(function: Any, *args: Any) -> Any:
+    """`function(*args)`, or the `UserError` it raised as a `RequestError` for its client."""
+    try:
+        return function(*args)
+    except UserError as exc:
+        return RequestError(exc.problem, getattr(exc, "status", 400))
+
+
+def _too_many_tokens(pipe: Pipeline, answer: Answer) -> RequestError | None:
+    """Where the reader can count tokens: a draft whose prompt without any evidence text does
+    not fit the reader's context (less `max_tokens`) is refused after one count, before the
+    context fitting would tokenise it again and again."""
+    counter, context = pipe._token_counter()
+    if counter is None:
+        return None
+    settings = pipe.reader_settings
+    shown = answer.passages[: settings.passages]
+    bare = [replace(p, passage=replace(p.passage, text="")) for p in shown]
+    image = answer.image if settings.images else None
+    prompt = pipe.template.render(question=answer.question, passages=bare, image=image)
+    tokens, budget = counter(prompt), context - settings.sampling.max_tokens
+    if tokens <= budget:
+        return None
+    return RequestError(
+        f"template {prompt.template} needs {tokens:,} tokens before any evidence; the reader's "
+        f"context leaves {budget:,} (context {context:,} - max_tokens "
+        f"{settings.sampling.max_tokens:,})",
+        status=413,
+    )
