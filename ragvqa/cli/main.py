@@ -14,16 +14,14 @@ Two things are settled here once for every command:
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-import warnings
 from typing import Any
 
 import typer
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
-from ragvqa import __version__
+from ragvqa import __version__, logs
 from ragvqa.cli.answer import answer_command
 from ragvqa.cli.bench import BenchCommand, bench_command
 from ragvqa.cli.compare import compare_command
@@ -37,45 +35,19 @@ from ragvqa.cli.score import app as score_app
 from ragvqa.cli.serve import serve_command
 from ragvqa.cli.train import app as train_app
 
-# level per verbosity (ragvqa, -v, -vv) of each library's variable, read at its import
-QUIET = {
-    "VLLM_LOGGING_LEVEL": ("ERROR", "WARNING", "INFO"),
-    "TRANSFORMERS_VERBOSITY": ("error", "warning", "info"),
-    "TORCH_CPP_LOG_LEVEL": ("ERROR", "WARNING", "INFO"),
-    "PYTHONWARNINGS": ("ignore", None, None),  # None: Python's own default
-}
-_USER_SET = frozenset(v for v in QUIET if v in os.environ)
+# the settings live in ragvqa.logs (the Python API applies them too); the CLI chooses the level
+QUIET = logs.QUIET
+_USER_SET = logs.USER_SET
 
 
 def set_verbosity(verbosity: int) -> None:
     """Quiet the heavy libraries (0), or let their warnings (1) or information (2) through."""
-    level = min(max(verbosity, 0), 2)
-    for var, values in QUIET.items():
-        if var in _USER_SET:
-            continue
-        if values[level] is None:
-            os.environ.pop(var, None)
-        else:
-            os.environ[var] = values[level]
-    if level == 0 and "PYTHONWARNINGS" not in _USER_SET:
-        warnings.filterwarnings("ignore")
-    if "VLLM_LOGGING_LEVEL" not in _USER_SET:  # vLLM warns at import, before it reads its level
-        logging.getLogger("vllm").setLevel(logging.ERROR if level == 0 else logging.NOTSET)
-    if "transformers" in sys.modules and "TRANSFORMERS_VERBOSITY" not in _USER_SET:
-        from transformers.utils import logging as hf_logging  # imported already: set it now
-
-        hf_logging.set_verbosity(hf_logging.log_levels[QUIET["TRANSFORMERS_VERBOSITY"][level]])
+    logs.set_verbosity(verbosity, user_set=_USER_SET)
 
 
-def _quiet_vllm_at_import() -> None:
-    """vLLM warns while it is being imported, before it applies VLLM_LOGGING_LEVEL, and its
-    engine processes import it afresh; they first import this module again (multiprocessing's
-    spawn re-runs the `ragvqa` script), so the level the parent chose is applied here too."""
-    if os.environ.get("VLLM_LOGGING_LEVEL", "").upper() in ("ERROR", "CRITICAL"):
-        logging.getLogger("vllm").setLevel(logging.ERROR)
-
-
-_quiet_vllm_at_import()
+# vLLM's engine processes import it afresh; multiprocessing's spawn may re-run the `ragvqa`
+# script first: the level the parent chose is applied here too (`ragvqa.logs`)
+logs.quiet_vllm_at_import()
 
 
 def _option_metavars(command: Any) -> None:

@@ -2,8 +2,16 @@
 
 Engine arguments (dtype, max_model_len, tensor_parallel_size, gpu_memory_utilization,
 limit_mm_per_prompt, enforce_eager, ...) come from the pipeline YAML unchanged. vLLM starts a
-separate engine process: a script that creates this generator needs an
-`if __name__ == "__main__":` guard. vLLM is imported only here.
+separate engine process by spawn, which would re-run the main script (or fail on a script read
+from stdin): while it starts, ragvqa leaves the main module out of what the new process
+prepares (`_engine_without_main`), so a script needs no `if __name__ == "__main__":` guard.
+vLLM is imported only here.
+
+Quiet (no `-v`, `ragvqa.logs`), the engine process writes its output to a log file instead of
+the terminal (`RAGVQA_ENGINE_LOG`, read by `_engine_process_main`): a failed start is one line
+with the root cause found in that log and the log's path (`engine_failure`). Engines still open
+at interpreter exit are closed then (`atexit`), so that vLLM has nothing to force-kill and no
+shared memory leaks.
 
 The engine process, and the worker processes it starts (where the model lives), die with the
 process that started them, however that one ends (`kill -9` included), instead of staying
@@ -17,6 +25,7 @@ vLLM starts its workers from the engine process's main thread.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import importlib
@@ -25,14 +34,27 @@ import os
 import re
 import signal
 import sys
+import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+from ragvqa import logs
 from ragvqa.errors import UserError
 from ragvqa.generate.base import Sampling, check_layout, openai_messages, plain_text
 from ragvqa.types import ChatPrompt, Generation
+
+SHUTDOWN_S = 30.0  # the longest `close()` waits for the engine to stop before killing it
+LOG_VAR = "RAGVQA_ENGINE_LOG"  # where a starting engine process writes its stdout and stderr
+GUARD_FIX = (
+    'put the code that starts it under `if __name__ == "__main__":` (vLLM starts its engine '
+    "by spawn, which re-runs the main script)"
+)
+_open: weakref.WeakSet[VLLMGenerator] = weakref.WeakSet()  # closed at exit when still open
+logs.quiet_vllm_at_import()  # an engine process imports this module before vLLM
 
 
 class VLLMGenerator:
@@ -50,7 +72,8 @@ class VLLMGenerator:
         of the main thread (an import of the same package in two threads can deadlock)."""
         # vLLM logs to stdout by default; ragvqa keeps stdout for data (`answer --json`), so
         # its logs (and its engine process's, which inherits the variables) go to stderr, and
-        # only warnings unless the user asks for more (VLLM_LOGGING_LEVEL=INFO)
+        # none unless the user asks for more (`ragvqa -v`, VLLM_LOGGING_LEVEL=INFO)
+        logs.quiet_by_default()
         os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         try:
@@ -68,19 +91,41 @@ class VLLMGenerator:
         self.image_limit = (engine_args.get("limit_mm_per_prompt") or {}).get("image")
         self._hub = {k: engine_args[k] for k in ("revision", "download_dir") if engine_args.get(k)}
         self._processor: Any = None
-        if os.environ["VLLM_LOGGING_LEVEL"].upper() in ("ERROR", "CRITICAL"):  # `ragvqa` (no -v)
+        self.log: Path | None = None  # the engine's output, when quiet
+        if logs.is_quiet():  # `ragvqa` (no -v)
             engine_args.setdefault("use_tqdm_on_load", False)  # nor the weights' loading bar
+            fd, name = tempfile.mkstemp(prefix="ragvqa-engine-", suffix=".log")
+            os.close(fd)
+            self.log = Path(name)
         try:
-            with _engine_dies_with_parent():
+            with _engine_dies_with_parent(), _engine_without_main(), _engine_log(self.log):
                 self.llm = LLM(model=model, **engine_args)
         except Exception as exc:  # noqa: BLE001 (whatever the type: one line, exit 2)
-            raise UserError(f"vLLM cannot load {model!r} ({engine_failure(exc)})") from None
+            why = engine_failure(exc, self.log)
+            if self.log is not None and str(self.log) not in why:  # a log nobody will read
+                self.log.unlink(missing_ok=True)
+            if _bootstrapping(exc):
+                raise UserError(f"vLLM cannot start its engine here: {GUARD_FIX}") from None
+            raise UserError(f"vLLM cannot load {model!r} ({why})") from None
+        _open.add(self)
+        # at exit, before vLLM's own finalizers (registered while it started: atexit runs the
+        # last registered first), which give the engine 5 s and then kill it
+        atexit.unregister(_close_open_engines)
+        atexit.register(_close_open_engines)
 
     def close(self) -> None:
-        """Stop the engine process now (instead of at interpreter exit)."""
-        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        """Stop the engine process now (instead of at interpreter exit); a second call does
+        nothing. The engine's log file (quiet runs) goes with it."""
+        _open.discard(self)
+        core = getattr(getattr(self, "llm", None), "llm_engine", None)
+        core = getattr(core, "engine_core", None)
         if core is not None and hasattr(core, "shutdown"):
-            core.shutdown()
+            try:  # time to stop on its own (vLLM's default, 5 s, ends in a kill on a busy CPU)
+                core.shutdown(timeout=SHUTDOWN_S)
+            except TypeError:  # a vLLM whose shutdown takes no timeout
+                core.shutdown()
+        if self.log is not None:
+            self.log.unlink(missing_ok=True)
 
     def tokenizer(self) -> Any:
         return self.llm.get_tokenizer()
@@ -138,12 +183,41 @@ class VLLMGenerator:
         ]
 
 
-def engine_failure(exc: BaseException) -> str:
+def _close_open_engines() -> None:
+    """Close the engines a program left open (no `close()`, no `with`) before the interpreter
+    tears down what vLLM's own shutdown needs: without it vLLM force-kills its engine process
+    and multiprocessing reports leaked shared memory."""
+    for generator in list(_open):
+        with contextlib.suppress(Exception):
+            generator.close()
+
+
+# vLLM's wrappers of an engine process's failure: the cause is further up in its log
+GENERIC = re.compile(r"(initialization failed|see root cause|failed to start)", re.IGNORECASE)
+ERROR_LINE = re.compile(r"(?:^|\s)((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception)): (\S.*)$")
+
+
+def log_root_cause(log: Path | None) -> str | None:
+    """The first `XxxError: message` line of an engine log that is not one of vLLM's generic
+    wrappers ("Engine core initialization failed", "WorkerProc initialization failed")."""
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace") if log else ""
+    except OSError:
+        return None
+    for line in text.splitlines():
+        found = ERROR_LINE.search(line.strip())
+        if found and not GENERIC.search(found.group(2)):
+            return f"{found.group(1).rsplit('.', 1)[-1]}: {found.group(2).strip()}"
+    return None
+
+
+def engine_failure(exc: BaseException, log: Path | None = None) -> str:
     """The root cause of a failed engine start, in one line: the innermost exception of the
     chain with a message. vLLM wraps the engine process's failure in "Engine core
-    initialization failed. See root cause above" (the cause is in the engine's log, so the line
-    says how to see it) and a failed model inspection in a pydantic validation error (whose
-    second line is the message)."""
+    initialization failed. See root cause above": the cause is then read from the engine's
+    `log` (quiet runs) and the line names the log; without one, the line says how to see it.
+    A failed model inspection is a pydantic validation error (whose second line is the
+    message)."""
     chain: list[BaseException] = []
     cause: BaseException | None = exc
     while cause is not None and len(chain) < 20:
@@ -157,9 +231,71 @@ def engine_failure(exc: BaseException) -> str:
         if lines:
             text = re.sub(r"\s*\[type=.*$", "", lines[0]).removeprefix("Value error, ")
             if "see root cause" in text.lower():
+                root = log_root_cause(log)
+                if root is not None:
+                    return f"{root}; engine log: {log}"
+                if log is not None and log.is_file() and log.stat().st_size:
+                    return f"{type(cause).__name__}: {text} (engine log: {log})"
                 text += " (run with -v, or VLLM_LOGGING_LEVEL=INFO, to see the engine's log)"
             return f"{type(cause).__name__}: {text}"
     return type(exc).__name__
+
+
+def _bootstrapping(exc: BaseException) -> bool:
+    """Whether `exc` is multiprocessing's refusal to start a process from a main module that
+    a spawned child is importing (a script without a `__main__` guard that another library
+    started by spawn: vLLM's engine no longer imports the main module)."""
+    cause: BaseException | None = exc
+    for _ in range(20):
+        if cause is None:
+            return False
+        if "bootstrapping phase" in str(cause):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+_local = threading.local()
+_prepare: list[Callable[..., Any]] = []  # multiprocessing's own get_preparation_data, once wrapped
+
+
+@contextlib.contextmanager
+def _engine_without_main() -> Iterator[None]:
+    """While this thread starts vLLM's engine, a process it spawns does not import the main
+    module (the user's script, run again without its `__main__` guard, or stdin, which has no
+    file): the engine's entry point and arguments are found by module name."""
+    import multiprocessing.spawn as spawn
+
+    if not _prepare:
+        _prepare.append(spawn.get_preparation_data)
+
+        def prepare(name: str) -> dict[str, Any]:
+            data = _prepare[0](name)
+            if getattr(_local, "starting", False):
+                data.pop("init_main_from_path", None)
+                data.pop("init_main_from_name", None)
+            return data
+
+        spawn.get_preparation_data = prepare
+    _local.starting = True
+    try:
+        yield
+    finally:
+        _local.starting = False
+
+
+@contextlib.contextmanager
+def _engine_log(log: Path | None) -> Iterator[None]:
+    """While the engine starts, its processes write their output to `log` (None: the
+    terminal): they read the variable when they start (`_engine_process_main`)."""
+    if log is None:
+        yield
+        return
+    os.environ[LOG_VAR] = str(log)
+    try:
+        yield
+    finally:
+        os.environ.pop(LOG_VAR, None)
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -223,8 +359,10 @@ def _original(kind: str) -> Callable[..., Any]:
 
 
 def _engine_process_main(*args: Any, **kwargs: Any) -> Any:
-    """The engine process: dies with its parent, and so do the workers it starts."""
+    """The engine process: dies with its parent, and so do the workers it starts; writes its
+    output to the engine log when the parent is quiet (`RAGVQA_ENGINE_LOG`)."""
     _die_with_parent()
+    _to_log(os.environ.pop(LOG_VAR, None))
     _wrap("worker", _worker_process_main)  # for good: this process is vLLM's
     return _original("engine")(*args, **kwargs)
 
@@ -233,6 +371,20 @@ def _worker_process_main(*args: Any, **kwargs: Any) -> Any:
     """An engine's worker process (the model lives here): dies with the engine."""
     _die_with_parent()
     return _original("worker")(*args, **kwargs)
+
+
+def _to_log(log: str | None) -> None:
+    """Send this process's stdout and stderr (and its children's) to the file `log`."""
+    if not log:
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
 
 
 def _die_with_parent() -> None:
