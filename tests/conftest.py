@@ -5,6 +5,7 @@ Heavy models are built once per test session.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import json
@@ -182,6 +183,51 @@ def vllm_engine(reader_model):
     engine.close()
 
 
+@contextlib.contextmanager
+def vllm_server_for(model: Path, folder: Path):
+    """A real OpenAI-compatible `vllm serve` process on 127.0.0.1 for `model` (the demo
+    pipeline's engine settings), its log in `folder`; yields its /v1 URL, then stops it."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = folder / "server.log"
+    args = ["--model", str(model), "--host", "127.0.0.1", "--port", str(port)]
+    args += ["--max-model-len", "512", "--limit-mm-per-prompt", '{"image": 1}']
+    args += ["--dtype", "float32", "--enforce-eager", "--gpu-memory-utilization", "0.15"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", *args],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "VLLM_NO_USAGE_STATS": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 240
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"vllm server exited: {log.read_text()[-2000:]}")
+            if time.time() > deadline:
+                pytest.fail("vllm server did not start in 240 s")
+            try:
+                urllib.request.urlopen(f"{url}/v1/models", timeout=2)
+                break
+            except OSError:
+                time.sleep(1)
+        yield f"{url}/v1"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 @pytest.fixture(scope="session")
 def colour_images(tmp_path_factory) -> dict[str, str]:
     """A red and a blue 64 x 48 image (4 tokens each for the tiny Qwen2.5-VL)."""
@@ -222,7 +268,7 @@ def _one_torch_thread():
 # another way (a CLI subprocess, a server) mark themselves. An unmarked test that tries to
 # start a vLLM engine in this process fails, naming the marker.
 ENGINE_FIXTURES = frozenset(
-    {"vllm_engine", "shared_engine", "gemma", "vllm_server", "llava_engine"}
+    {"vllm_engine", "shared_engine", "gemma", "vllm_server", "llava_engine", "llava_server"}
 )
 
 

@@ -5,16 +5,12 @@ default pipeline's architecture) with images, and on a tiny LLaVA."""
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from conftest import vllm_server_for
 from PIL import Image
 
 from ragvqa.errors import UserError
@@ -41,52 +37,9 @@ QUESTIONS = [
 
 @pytest.fixture(scope="session")
 def vllm_server(reader_model, tmp_path_factory):
-    """A real OpenAI-compatible vLLM server on 127.0.0.1, stopped after the session."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vllm.entrypoints.openai.api_server",
-            "--model",
-            str(reader_model),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--max-model-len",
-            "512",
-            "--limit-mm-per-prompt",
-            '{"image": 1}',
-            "--dtype",
-            "float32",
-            "--enforce-eager",
-            "--gpu-memory-utilization",
-            "0.15",
-        ],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "VLLM_NO_USAGE_STATS": "1"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"vllm server exited: {log.read_text()[-2000:]}")
-        try:
-            urllib.request.urlopen(f"{url}/v1/models", timeout=2)
-            break
-        except OSError:
-            time.sleep(1)
-    else:
-        process.kill()
-        pytest.fail("vllm server did not start in 240 s")
-    yield f"{url}/v1"
-    process.terminate()
-    process.wait(timeout=60)
+    """A real OpenAI-compatible vLLM server on the world's reader, stopped after the session."""
+    with vllm_server_for(reader_model, tmp_path_factory.mktemp("server")) as url:
+        yield url
 
 
 def test_message_layout_is_shared_by_both_vllm_paths(tmp_path):

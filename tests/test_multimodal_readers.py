@@ -1,4 +1,5 @@
-"""Images through vLLM into the default pipeline's architecture, checked against transformers.
+"""Images through vLLM (in-process and `vllm serve`) into the default pipeline's architecture,
+checked against transformers.
 
 The demo world's reader is a tiny random Qwen2.5-VL; a tiny LLaVA (saved in the key layout of
 real llava-hf checkpoints) is the second family. For a red and a blue image, vLLM in-process and
@@ -99,6 +100,32 @@ def test_qwen2_5_vl_through_vllm_equals_transformers(vllm_engine, reader_model, 
 
 def test_llava_through_vllm_equals_transformers(llava_engine, llava, colour_images):
     _agree(llava_engine, llava, colour_images)
+
+
+@pytest.fixture(scope="module")
+def llava_server(llava, tmp_path_factory):
+    from conftest import vllm_server_for
+
+    with vllm_server_for(llava, tmp_path_factory.mktemp("llava-server")) as url:
+        yield url
+
+
+def test_llava_through_vllm_serve_equals_transformers(llava_server, llava, colour_images):
+    """The OpenAI path (`vllm serve`) on LLaVA: the prompt's length (image tokens included)
+    and the answer equal transformers' for a red and a blue image, which differ."""
+    from ragvqa.generate.hf_backend import TransformersGenerator
+    from ragvqa.generate.openai_backend import OpenAIGenerator
+
+    prompts = [
+        SHORT.render(question="when was it consecrated?", passages=EVIDENCE, image=image)
+        for image in colour_images.values()
+    ]
+    remote = OpenAIGenerator(llava_server, str(llava)).generate(prompts, Sampling(max_tokens=8))
+    local = TransformersGenerator(str(llava), device="cpu").generate(
+        prompts, Sampling(max_tokens=8)
+    )
+    assert [(g.text, g.prompt_tokens) for g in remote] == [(g.text, g.prompt_tokens) for g in local]
+    assert remote[0].text != remote[1].text
 
 
 def test_a_text_prompt_costs_the_image_tokens_less(vllm_engine, colour_images):

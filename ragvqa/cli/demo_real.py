@@ -90,4 +90,4 @@ def _real_demo(
 
 
 def say(text: str) -> None:
-    stderr.print(text, highlight=False, markup=False)
+    stderr.print(text, highlight=False, markup=False, soft_wrap=True)  # paths never cut
