@@ -100,6 +100,9 @@ def test_the_demo_world_and_the_tests_overrides_validate(tmp_path):
          "unknown key; did you mean 'top_k'?"),
         ("", ["--set", "retrieval.topk=3"], None, "retrieval.topk (from --set retrieval.topk=3)",
          "unknown key; did you mean 'top_k'? (known: top_k, one_per_page, mode)"),
+        # an unknown section made by --set is the override's, not the file's line 2
+        ("", ["--set", "retrival.top_k=3"], None, "retrival (from --set retrival.top_k=3)",
+         "unknown pipeline section; did you mean 'retrieval'?"),
         ("retrieval:\n  one_per_page: 'no'\n", [], 3, "retrieval.one_per_page",
          "expected true or false, got the string 'no'"),
         ("reader:\n  images: 'false'\n", [], 3, "reader.images",

@@ -51,12 +51,16 @@ class Checker:
         return UserError(f"{dotted}: {problem}", path=origin.file or self.name, line=origin.line)
 
     def _origin(self, key: tuple[Any, ...]) -> tuple[Origin, bool]:
-        """Who set `key` or the mapping around it (True); else the first key set inside it, as
-        for a missing key in a mapping an override made (False)."""
+        """Who set `key`, the mapping around it or a key inside it (True); else the first key
+        set beside it, as for a missing key in a mapping an override made (False)."""
         parts = tuple(str(p) for p in key)
         for end in range(len(parts), 0, -1):
             if parts[:end] in self.origins:
                 return self.origins[parts[:end]], True
+        # a key nobody set itself, with keys set inside it (`--set retrival.top_k=3`)
+        below = [o for k, o in self.origins.items() if k[: len(parts)] == parts]
+        if below:
+            return below[0], True
         inside = [o for k, o in self.origins.items() if k[: len(parts) - 1] == parts[:-1]]
         return (inside[0] if inside else Origin(self.name)), False
 
