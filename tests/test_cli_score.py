@@ -84,8 +84,8 @@ def test_score_infoseek_writes_official_structure(tmp_path, infoseek_files):
     assert metrics["coverage"]["unknown_ids"] == 1
     lines = [json.loads(x) for x in per.read_text().splitlines()]
     assert lines == [{"data_id": "v0", "score": 1}, {"data_id": "v1", "score": 0}]
-    assert "unseen_question" in result.stderr and "1 with unknown ids dropped" in result.stderr
-    assert result.stdout == ""
+    assert "unseen_question" in result.stdout and "1 with unknown ids dropped" in result.stderr
+    assert result.stdout.splitlines()[0] == "split\tscore\ttime\tnumerical\tstring"
 
 
 def test_score_infoseek_prints_json_on_stdout_without_output(infoseek_files):

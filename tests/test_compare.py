@@ -252,8 +252,8 @@ def test_cli_b_worse_still_exits_0_and_table_only_without_json(tmp_path):
     run_a, run_b = _by_hand_runs(tmp_path)
     result = runner.invoke(app, ["compare", str(run_b), str(run_a), "--show", "1"])
     assert result.exit_code == 0, result.output
-    assert result.stdout == ""
-    assert "-41.67" in result.stderr and "(first 1)" in result.stderr
+    assert result.stderr == ""
+    assert "-41.67" in result.stdout and "(first 1)" in result.stdout
 
 
 def test_cli_missing_run_is_one_line_exit_2(tmp_path):
@@ -274,17 +274,17 @@ def test_cli_names_the_runs_counts_changes_that_tie_and_prints_no_empty_table(tm
     run_b = write_run(tmp_path / "b", recs_b, pipeline="p/demo.yaml", template="answer/x@2")
     result = runner.invoke(app, ["compare", str(run_a), str(run_b), "--resamples", "20"])
     assert result.exit_code == 0, result.output
-    lines = result.stderr.splitlines()
+    lines = result.stdout.splitlines()
     assert lines[0] == f"A: {run_a}  pipeline p/demo.yaml  template answer/x@1"
     assert lines[1] == f"B: {run_b}  pipeline p/demo.yaml  template answer/x@2"
     header = next(line for line in lines if "metric" in line)
-    assert [c.strip() for c in header.strip("┃ ").split("┃")] == [
+    assert [c.strip() for c in header.split("\t")] == [
         "metric", "A", "B", "B - A", "95% interval", "verdict"
     ]  # fmt: skip
     assert (
         "predictions changed: 2 of 3 questions (0 now right, 0 now wrong, 2 scored the same)"
-        in (result.stderr)
+        in (result.stdout)
     )
-    assert "wrong in A, right in B" not in result.stderr
-    assert "right in A, wrong in B" not in result.stderr
-    assert "Single hop" in result.stderr and "single_hop" not in result.stderr
+    assert "wrong in A, right in B" not in result.output
+    assert "right in A, wrong in B" not in result.output
+    assert "Single hop" in result.stdout and "single_hop" not in result.output

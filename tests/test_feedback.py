@@ -283,7 +283,7 @@ def test_bench_gives_startup_its_own_line_in_metrics_table_and_report(
 
     capsys.readouterr()
     summary(get_benchmark("infoseek"), metrics, out)
-    table = capsys.readouterr().err
+    table = capsys.readouterr().out
     rows = table.splitlines()
     startup_at = next(i for i, line in enumerate(rows) if "time start-up" in line)
     assert f"{startup['seconds']:.2f} s" in rows[startup_at]

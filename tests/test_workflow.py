@@ -281,7 +281,7 @@ def test_library_warnings_hidden_unless_verbose(world, tmp_path):
                           text=True, env=env, timeout=300)  # fmt: skip
     assert quiet.returncode == 0 and loud.returncode == 0, quiet.stderr + loud.stderr
     assert "[transformers]" in loud.stderr and "[transformers]" not in quiet.stderr
-    assert quiet.stdout == ""  # the summary is for people: stderr
+    assert quiet.stdout.startswith("metric\tvalue\n")  # the summary alone: logs go to stderr
 
 
 def test_spinner_draws_on_a_terminal_only():
@@ -379,11 +379,11 @@ def test_demo_then_the_commands_it_prints(world, shared_engine, tmp_path, monkey
         assert result.exit_code == 0, (command, result.output)
     compare = cli("compare", "runs/demo-a", "runs/demo-b")
     assert compare.exit_code == 0, compare.output
-    head = compare.stderr.splitlines()[:2]
+    head = compare.stdout.splitlines()[:2]
     assert head == [
         "A: runs/demo-a  pipeline ragvqa-demo/pipeline.yaml  template answer/evidence_short@1",
         "B: runs/demo-b  pipeline ragvqa-demo/pipeline.yaml  template answer/evidence_fallback@1",
     ]
-    assert "predictions changed:" in compare.stderr
+    assert "predictions changed:" in compare.stdout
     assert cli("report", "runs/demo-b").exit_code == 0
     assert Path("runs/demo-b/report.html").is_file()

@@ -1,10 +1,12 @@
 """`ragvqa answer --image q.jpg --question "..."`: one question answered, with its evidence.
 
-Without `--json`: a panel with the answer, the evidence the reader saw (entity, section,
-scores), the other candidates, the start-up (loading the components: most of a cold answer)
-and the stage times. With `--json`: the whole record (retrieved passages, rendered prompt, raw
-output, `timings` with `startup` apart from the stages, and `startup`: when each component
-loaded, in seconds since the process started) on stdout. On a terminal a spinner says what is
+Without `--json`: on stdout, a panel with the answer, the evidence the reader saw (entity,
+section, scores), the other candidates, the start-up (loading the components: most of a cold
+answer) and the stage times (nothing cut: long cells fold); off a terminal, the same as plain
+lines. The pipeline's notice goes to stderr. With `--json`: the whole record (retrieved
+passages, rendered prompt, raw output, `timings` with `startup` apart from the stages, and
+`startup`: when each component loaded, in seconds since the process started) on stdout, and
+nothing else there. On a terminal a spinner says what is
 going on while the models load ("starting reader... 12s"). Bad input is one line and exit 2.
 With `--server URL`, a running `ragvqa serve` answers instead (no model is loaded here).
 """
@@ -12,6 +14,7 @@ With `--server URL`, a running `ragvqa serve` answers instead (no model is loade
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +84,30 @@ def _phase(pipe: Any, clock: dict[str, Any]) -> str:
 
 
 def _panel(record: dict[str, Any], show_prompt: bool, notice: str | None) -> None:
-    from rich.console import Console
+    """The answer on stdout: a panel on a terminal (nothing cut: long cells fold), plain lines
+    off it; the pipeline's notice on stderr."""
+    from rich.markup import escape as escape_markup
+
+    from ragvqa.cli.common import plain, result_console
+
+    console = result_console()
+    if console is None:
+        sys.stdout.write("".join(line + "\n" for line in _lines(record, show_prompt)))
+        sys.stdout.flush()
+    else:
+        _draw(console, record, show_prompt)
+    if notice:
+        stderr.print(f"[yellow]note:[/] {escape_markup(plain(notice))}")
+
+
+def _timing(record: dict[str, Any]) -> str:
+    stages = {k: v for k, v in record["timings"].items() if k != "startup"}
+    return "  ".join(f"{k} {v:.2f}s" for k, v in stages.items())
+
+
+def _draw(console: Any, record: dict[str, Any], show_prompt: bool) -> None:
+    """The panel, on a terminal: question, answer, evidence (▶ = read), model and template,
+    start-up and stage times; with `show_prompt`, a panel per prompt message."""
     from rich.markup import escape as escape_markup
     from rich.panel import Panel
     from rich.table import Table
@@ -91,33 +117,56 @@ def _panel(record: dict[str, Any], show_prompt: bool, notice: str | None) -> Non
     def escape(text: str) -> str:  # user and KB text: control characters escaped, no markup
         return escape_markup(plain(text))
 
-    out = Console()
     table = Table(show_header=True, box=None)
     for column in ("", "entity", "section", "score"):
-        table.add_column(column, justify="right" if column == "score" else "left")
+        justify = "right" if column == "score" else "left"
+        table.add_column(column, justify=justify, overflow="fold")
     read = set(record["evidence"])
     for r in record["retrieved"]:
         mark = "[bold green]▶[/]" if r["passage_id"] in read else " "
         table.add_row(mark, escape(r["title"]), escape(r["section"]), f"{r['score']:.3f}")
     title = f"[bold]{escape(record['answer']) or '(no answer)'}[/]"
     body = Table.grid(padding=(0, 1))
+    body.add_column(overflow="fold")
     body.add_row(f"[dim]question[/] {escape(record['question'])}")
     body.add_row(title)
     body.add_row("[dim]evidence (▶ = read by the model)[/]")
     body.add_row(table)
-    stages = {k: v for k, v in record["timings"].items() if k != "startup"}
-    timing = "  ".join(f"{k} {v:.2f}s" for k, v in stages.items())
     body.add_row(f"[dim]{escape(record['model'])} · {escape(record['template'])}[/]")
     startup = startup_line(record)
     if startup:
         body.add_row(f"[dim]{escape(startup)}[/]")
-    body.add_row(f"[dim]{timing}[/]")
-    out.print(Panel(body, title="ragvqa answer", expand=False))
+    body.add_row(f"[dim]{_timing(record)}[/]")
+    console.print(Panel(body, title="ragvqa answer", expand=False))
     if show_prompt:
         for message in record["prompt"]:
-            out.print(Panel(escape(message["text"]), title=message["role"], expand=False))
-    if notice:
-        stderr.print(f"[yellow]note:[/] {escape(notice)}")
+            console.print(Panel(escape(message["text"]), title=message["role"], expand=False))
+
+
+def _lines(record: dict[str, Any], show_prompt: bool) -> list[str]:
+    """The panel as plain lines, off a terminal: a line per field ("answer: Paris"), an evidence
+    passage per line (read mark, entity, section, score: tab-separated), the start-up and stage
+    times; user and KB text escaped, never cut."""
+    from ragvqa.cli.common import plain
+
+    read = set(record["evidence"])
+    lines = [
+        "ragvqa answer",
+        f"question: {plain(record['question'])}",
+        f"answer: {plain(record['answer']) or '(no answer)'}",
+        "evidence (▶ = read by the model):",
+    ]
+    for r in record["retrieved"]:
+        mark = "▶" if r["passage_id"] in read else ""
+        lines.append(f"{mark}\t{plain(r['title'])}\t{plain(r['section'])}\t{r['score']:.3f}")
+    lines += [f"model: {plain(record['model'])}", f"template: {plain(record['template'])}"]
+    startup = startup_line(record)
+    if startup:
+        lines.append(plain(startup))
+    lines.append(f"time: {_timing(record)}")
+    if show_prompt:
+        lines += [f"prompt {plain(m['role'])}: {plain(m['text'])}" for m in record["prompt"]]
+    return lines
 
 
 def answer_command(

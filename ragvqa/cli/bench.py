@@ -4,11 +4,12 @@ NAME is a benchmark plug-in (`infoseek`, `evqa`, or one registered by another pa
 defaults come from a `benchmarks.yaml` beside the pipeline file when it names the benchmark (a
 world of one's own, such as `ragvqa demo`'s: paths relative to that file), else from the
 plug-in's `benchmarks/<name>/benchmark.yaml` (paths under `$RAGVQA_DATA`); command-line options
-win. `--retrieval-only` stops after retrieval (recall@K,
-no reader loaded). `--check` compares the run's metrics with the plug-in's `expected.yaml` and
-exits 1 outside tolerance. An existing run directory is resumed when its configuration is the
-same, refused when it differs (each difference named) unless `--overwrite`, and locked while a
-run writes it.
+win. `--retrieval-only` stops after retrieval (recall@K, no reader loaded). `--check` compares
+the run's metrics with the plug-in's `expected.yaml` and exits 1 outside tolerance. The summary
+table and the check's OK / FAIL lines are the result, on stdout (tab-separated rows and plain
+lines off a terminal); with `--json` the metrics are on stdout and the summary and verdicts on
+stderr. An existing run directory is resumed when its configuration is the same, refused when
+it differs (each difference named) unless `--overwrite`, and locked while a run writes it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import typer
 from rich.table import Table
 from typer.core import TyperCommand
 
-from ragvqa.cli.common import print_json, say, shown, stderr, user_errors
+from ragvqa.cli.common import print_json, say, show_line, show_table, shown, user_errors
 from ragvqa.errors import UserError
 from ragvqa.eval.names import metric_label
 
@@ -126,9 +127,10 @@ def fetch_hint(benchmark: Benchmark, role: str) -> str:
 
 
 def check_expected(
-    benchmark: Benchmark, pipeline: str, template: str | None, metrics: dict
+    benchmark: Benchmark, pipeline: str, template: str | None, metrics: dict, log: bool = False
 ) -> bool:
-    """Compare with expected.yaml; prints OK / FAIL per metric; True when all are in tolerance."""
+    """Compare with expected.yaml; prints OK / FAIL per metric on stdout (`log`: on stderr);
+    True when all are in tolerance."""
     path, entries = benchmark.expected_runs()
     entry = next(
         (e for e in entries if e.get("pipeline") == pipeline and e.get("template") == template),
@@ -146,7 +148,7 @@ def check_expected(
         ok &= good
         verdict = shown("OK", "green") if good else shown("FAIL", "red")
         line = shown(f" {dotted}: {value} (expected {expected} ± {tolerance})")
-        stderr.print(verdict + line, soft_wrap=True)
+        show_line(verdict + line, log=log)
     return ok
 
 
@@ -156,8 +158,12 @@ def _dotted(data: Any, dotted: str) -> Any:
     return data
 
 
-def summary(benchmark: Benchmark, metrics: dict, out: Path) -> None:
-    """The run's headline figures, recall, failures and timings as a table on stderr."""
+def summary(
+    benchmark: Benchmark, metrics: dict, out: Path, log: bool = False, titled: bool = False
+) -> None:
+    """The run's headline figures, recall, failures and timings as a table on stdout (`log`: on
+    stderr, beside `--json` on stdout; `titled`: its title kept off a terminal, for a result of
+    several runs); the run directory in a note on stderr."""
     template = metrics.get("template") or "retrieval only"
     table = Table(title=shown(f"{benchmark.name} · {metrics['pipeline']} · {template}"))
     table.add_column("metric")
@@ -176,7 +182,7 @@ def summary(benchmark: Benchmark, metrics: dict, out: Path) -> None:
     first = benchmark.headline[0] if benchmark.headline else None
     for name, baseline in metrics.get("baselines", {}).items():
         table.add_row(f"baseline {name}", str(_dotted(baseline, first) if first else None))
-    stderr.print(table)
+    show_table(table, titled=titled, log=log)
     say(f"run directory: {out}")
 
 
@@ -294,11 +300,11 @@ def bench_command(
                 notify=lambda line: say(f"note: {line}"),
             )  # fmt: skip
             metrics = runner.run()
-        summary(plugin, metrics, out)
+        summary(plugin, metrics, out, log=as_json)  # with --json, stdout is the JSON alone
         if as_json:
             print_json(metrics)
         if pipe.config.get("notice"):
             say(f"note: {pipe.config['notice']}")
         name = pipe.config.get("name") or Path(pipe.name).stem
-        if check and not check_expected(plugin, name, metrics["template"], metrics):
+        if check and not check_expected(plugin, name, metrics["template"], metrics, as_json):
             raise typer.Exit(1)

@@ -1,11 +1,13 @@
 """Shared CLI helpers: stderr console, one-line user errors, results on stdout (JSON, tables),
 and the one way user-provided text reaches the terminal.
 
-Results go to stdout and messages to stderr, in every command: `print_json` (`--json`) and
-`show_table` / `show_mapping` (a result as a table) write stdout; `say`, notes, progress and
-errors write stderr. A result table never cuts a cell: on a terminal its long cells fold onto more
-lines, and off a terminal (a pipe, a file) it is written as tab-separated rows, one row a line,
-so `ragvqa prompts list | grep NAME` finds the whole id and `cut -f1` takes the first column.
+Results go to stdout and messages to stderr, in every command: `print_json` (`--json`),
+`show_table` / `show_mapping` (a result as a table) and `show_line` (a result's line: a verdict,
+a count) write stdout; `say`, notes, progress and errors write stderr. When `--json` puts a
+result on stdout, its human view goes to stderr (`log=True`), so stdout is the JSON alone. A
+result table never cuts a cell: on a terminal its long cells fold onto more lines, and off a
+terminal (a pipe, a file) it is written as tab-separated rows, one row a line, so
+`ragvqa prompts list | grep NAME` finds the whole id and `cut -f1` takes the first column.
 
 Text from users and their files (paths, questions, answers, KB passages, names) is never parsed
 as rich markup (`x[bold red]y.jsonl` is shown as it is, `[/]` does not crash) and its control
@@ -93,15 +95,20 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
-def show_table(table: Table, whole: Sequence[int] = (0,)) -> None:
+def show_table(
+    table: Table, whole: Sequence[int] = (0,), *, titled: bool = False, log: bool = False
+) -> None:
     """A result table on stdout, nothing in it cut. On a terminal: the rich table, every column
     folding a long cell onto more lines (never an ellipsis), and the `whole` columns (the ids,
     names or keys a user pastes: the first by default) kept on one line when they fit in half
     the width. Off a terminal (a pipe, a file): tab-separated rows, the header first when the
-    table shows one and the title left out, each row on one line (a tab or line break inside a
-    cell is written `\\t`, `\\n`)."""
-    if _stdout_is_terminal():
-        console = Console(file=sys.stdout)
+    table shows one, each row on one line (a tab or line break inside a cell is written `\\t`,
+    `\\n`); the title is left out unless `titled` (a result of several tables, such as
+    `compare`'s: the title on a line of its own first). `log`: on stderr instead, the title
+    kept (the human view beside a result that `--json` puts on stdout)."""
+    file = sys.stderr if log else sys.stdout
+    if _stderr_is_terminal() if log else _stdout_is_terminal():
+        console = Console(file=file)
         for number, column in enumerate(table.columns):
             column.overflow = "fold"
             longest = max((cell_len(_cell_text(c)) for c in column.cells), default=0)
@@ -112,13 +119,44 @@ def show_table(table: Table, whole: Sequence[int] = (0,)) -> None:
     rows = [[column.header for column in table.columns]] if table.show_header else []
     rows += [list(cells) for cells in zip(*(c.cells for c in table.columns), strict=True)]
     lines = ["\t".join(_cell_text(cell) for cell in row) for row in rows]
-    sys.stdout.write("".join(line + "\n" for line in lines))
-    sys.stdout.flush()
+    if (titled or log) and table.title:
+        lines.insert(0, _cell_text(table.title))
+    file.write("".join(line + "\n" for line in lines))
+    file.flush()
+
+
+def show_line(message: Any, style: str = "", *, log: bool = False) -> None:
+    """One line of a result on stdout (a verdict, a count, which runs were compared), as it is:
+    no markup, control characters escaped, never wrapped; `style` on a terminal only (a `Text`
+    keeps its own). `log`: on stderr instead, as `say`."""
+    text = message if isinstance(message, Text) else shown(message, style)
+    if log:
+        stderr.print(text, soft_wrap=True, highlight=False)
+    elif _stdout_is_terminal():
+        Console(file=sys.stdout).print(text, soft_wrap=True, highlight=False)
+    else:
+        sys.stdout.write(plain(text.plain) + "\n")
+        sys.stdout.flush()
+
+
+def result_console() -> Console | None:
+    """A console for a result drawn on stdout (a panel) when stdout is a terminal; None off a
+    terminal, where a result is written as plain lines instead. Its renderables must fold
+    their long cells (`overflow="fold"`): the console never cuts what it prints."""
+    return Console(file=sys.stdout) if _stdout_is_terminal() else None
 
 
 def _stdout_is_terminal() -> bool:
+    return _is_terminal(sys.stdout)
+
+
+def _stderr_is_terminal() -> bool:
+    return _is_terminal(sys.stderr)
+
+
+def _is_terminal(file: Any) -> bool:
     try:
-        return sys.stdout.isatty()
+        return bool(file.isatty())
     except (AttributeError, ValueError):  # no isatty, or closed
         return False
 

@@ -1,8 +1,11 @@
 """`ragvqa compare RUN_A RUN_B`: is run B better than run A, by how much, and is it noise?
 
-Contract: a table for humans on stderr (metrics, B - A with its paired bootstrap 95% interval,
-the first flipped questions); with `--json`, the whole comparison as JSON on stdout. Exit 0
-whenever the comparison was made (also when B is worse); bad input exits 2 with one line.
+Contract: the comparison on stdout (which runs, the metrics with B - A and its paired bootstrap
+95% interval, how many predictions changed, the first flipped questions): on a terminal rich
+tables, in a pipe or a file lines and tab-separated rows (each table's title on a line of its
+own first); with `--json`, the whole comparison as JSON on stdout and the same human view on
+stderr. Exit 0 whenever the comparison was made (also when B is worse); bad input exits 2 with
+one line.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from ragvqa.cli.common import print_json, say, shown, stderr, user_errors
+from ragvqa.cli.common import print_json, show_line, show_table, shown, user_errors
 
 if TYPE_CHECKING:  # numpy stays out of `ragvqa --help`
     from ragvqa.eval.compare import Comparison, Flip
@@ -25,12 +28,12 @@ def _num(value: float | None, signed: bool = False) -> str:
     return f"{value:+.2f}" if signed else f"{value:.2f}"
 
 
-def _header(result: Comparison) -> None:
+def _header(result: Comparison, log: bool) -> None:
     """Which runs are compared: each one's folder, pipeline and answer template."""
     for side, info in (("A", result.info_a), ("B", result.info_b)):
         if info is not None:
             pipeline, template = info.pipeline or "-", info.template or "-"
-            say(f"{side}: {info.path}  pipeline {pipeline}  template {template}")
+            show_line(f"{side}: {info.path}  pipeline {pipeline}  template {template}", log=log)
 
 
 def _metrics_table(result: Comparison) -> Table:
@@ -77,22 +80,25 @@ def compare_command(
         from ragvqa.eval.compare import compare_runs
 
         result = compare_runs(run_a, run_b, resamples=resamples, seed=seed)
+    log = json_out  # with --json, stdout is the JSON alone: the human view goes to stderr
     if json_out:
         print_json(result.to_json())
-    _header(result)
-    stderr.print(_metrics_table(result))
-    say(
+    _header(result, log)
+    show_table(_metrics_table(result), titled=True, log=log)
+    show_line(
         f"paired on {result.common} questions; only in A: {result.only_a}; only in B: "
         f"{result.only_b}; not scored in A or B: {result.unscored}; {result.resamples} "
-        f"resamples, seed {result.seed}"
+        f"resamples, seed {result.seed}",
+        log=log,
     )
     flips = len(result.fixed) + len(result.broken)
-    say(
+    show_line(
         f"predictions changed: {result.changed} of {result.common} questions "
         f"({len(result.fixed)} now right, {len(result.broken)} now wrong, "
-        f"{result.changed - flips} scored the same)"
+        f"{result.changed - flips} scored the same)",
+        log=log,
     )
     titled = (("wrong in A, right in B", result.fixed), ("right in A, wrong in B", result.broken))
     for title, rows in titled:
         if show > 0 and rows:  # an empty table is left out (the line above counts it)
-            stderr.print(_flips_table(title, rows, show))
+            show_table(_flips_table(title, rows, show), titled=True, log=log)

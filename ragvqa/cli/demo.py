@@ -10,8 +10,9 @@ marker `DIR/.ragvqa-world` first and refuses any other folder in one line, writi
 
 The world's benchmark files are named in `DIR/benchmarks.yaml`, beside its pipeline, so
 `ragvqa bench infoseek --pipeline DIR/pipeline.yaml` needs no other option; the demo ends with
-the commands to try next (answer, bench, compare, report), ready to paste. Results (`--json`)
-go to stdout, everything else to stderr.
+the commands to try next (answer, bench, compare, report), ready to paste. The benchmarks'
+summary tables go to stdout; with `--json`, the answer and the runs' metrics as JSON are all of
+stdout and the tables go to stderr; everything else goes to stderr.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def demo_command(
                 answer = pipe.answer(validate_image(image), first["question"])
                 top = answer.passages[0].title if answer.passages else "-"
                 say(f"answer: {first['question']} -> {answer.text!r} (top evidence: {top})")
-                runs = _benchmarks(pipe, folder) if bench else {}
+                runs = _benchmarks(pipe, folder, log=as_json) if bench else {}
         if as_json:
             print_json({"answer": answer.to_json(), "runs": runs})
         stderr.print(
@@ -123,9 +124,9 @@ def demo_command(
             say(f"  {command}")
 
 
-def _benchmarks(pipe: Any, folder: Path) -> dict[str, Any]:
-    """Both demo benchmarks through `pipe` into folder/runs/NAME (files from benchmarks.yaml);
-    their metrics, by benchmark."""
+def _benchmarks(pipe: Any, folder: Path, log: bool = False) -> dict[str, Any]:
+    """Both demo benchmarks through `pipe` into folder/runs/NAME (files from benchmarks.yaml),
+    each one's summary table on stdout (`log`: on stderr); their metrics, by benchmark."""
     from ragvqa.benchmarks import get_benchmark
     from ragvqa.cli.bench import bench_spec, pipeline_defaults, summary
     from ragvqa.run.runner import BenchRunner
@@ -137,5 +138,5 @@ def _benchmarks(pipe: Any, folder: Path) -> dict[str, Any]:
         spec = bench_spec(plugin, {}, defaults=defaults)
         out = folder / "runs" / name
         runs[name] = BenchRunner(pipe, spec, out, cache=folder / "cache").run()
-        summary(plugin, runs[name], out)
+        summary(plugin, runs[name], out, log=log, titled=True)  # two tables: each titled
     return runs

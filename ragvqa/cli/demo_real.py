@@ -80,7 +80,7 @@ def _real_demo(
                 out = folder / "runs" / f"wn-wiki-{name}-{limit}"
                 spec = BenchSpec("wn-wiki", {"questions": questions}, limit=limit)
                 metrics = BenchRunner(p, spec, out).run()
-                summary(wn_wiki, metrics, out)
+                summary(wn_wiki, metrics, out, titled=True)
     say(
         "next: `ragvqa bench wn-wiki --pipeline real-text` (all 1,540 questions), the same with"
         " `--pipeline real-text-no-retrieval` and `--pipeline real-text-oracle`, then "

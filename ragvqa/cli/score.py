@@ -1,8 +1,10 @@
 """`ragvqa score infoseek|evqa`: official scores of a prediction file.
 
 Contract (other tools rely on it): the metrics JSON goes to --output (or stdout when it is
-omitted), per-example 0/1 scores to --per-example, and a human-readable table to stderr. Bad
-input exits with status 2 and one line naming the file and line.
+omitted), per-example 0/1 scores to --per-example, and a human-readable table to stdout when
+the JSON went to --output (tab-separated rows off a terminal), else to stderr, so stdout is the
+JSON alone; the coverage and scoring notes go to stderr. Bad input exits with status 2 and one
+line naming the file and line.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import typer
 
-from ragvqa.cli.common import print_json, stderr, user_errors
+from ragvqa.cli.common import print_json, show_table, stderr, user_errors
 
 app = typer.Typer(
     help="Score predictions exactly as the official InfoSeek and E-VQA scorers do.",
@@ -120,7 +122,7 @@ def infoseek(
                 split, *(_fmt(m[k]) for k in ("score", "score_time", "score_num", "score_string"))
             )
         table.add_row("final (harmonic mean)", _fmt(result.metrics["final_score"]), "", "", "")
-        stderr.print(table)
+        show_table(table, log=output is None)  # stdout: the JSON's when --output is not given
         stderr.print(_coverage_line(result.coverage), highlight=False)
 
 
@@ -162,7 +164,7 @@ def evqa(
             table.add_row(group, _fmt(m[group]), str(m["counts"][group]))
         for qtype, value in m["by_question_type"].items():
             table.add_row(f"  {qtype}", _fmt(value), str(m["counts"][qtype]))
-        stderr.print(table)
+        show_table(table, log=output is None)  # stdout: the JSON's when --output is not given
         hint = "" if bem is not None else " (pass --bem-model for the official EM + BEM score)"
         stderr.print(f"scoring: {m['scoring']}{hint}", highlight=False)
         stderr.print(_coverage_line(result.coverage), highlight=False)
