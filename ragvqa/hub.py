@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ragvqa.errors import UserError
+from ragvqa.errors import UserError, first_line
 
 PREFIX = "hf://"
 
@@ -43,7 +43,7 @@ def resolve_input(value: str, pipeline: Any) -> str:
 
         return hf_hub_download(repo_id=repo_id, filename=filename, repo_type=repo_type)
     except Exception as exc:  # offline, unknown repo, gated
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise UserError(
             f"cannot download {value} ({first}); without internet, download it elsewhere and "
             "pass it with --set kb.source.input=/path/to/file (or a built KB with "

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ragvqa.errors import UserError
+from ragvqa.errors import UserError, did_you_mean
 from ragvqa.io import write_json
 from ragvqa.prompt_sandbox import (
     BOUNDS,
@@ -272,10 +272,7 @@ class PromptLibrary:
                 return max(versions, key=lambda t: t.version)
         elif ref in self.templates:
             return self.templates[ref]
-        close = difflib.get_close_matches(
-            ref, [*self.templates, *{t.id for t in self.templates.values()}], n=1
-        )
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(ref, [*self.templates, *{t.id for t in self.templates.values()}])
         raise UserError(f"unknown prompt template {ref!r}{hint}")
 
     def lock(self) -> dict[str, str]:

@@ -8,11 +8,10 @@ entry-point group also finds what other installed packages declare in that group
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from typing import Any
 
-from ragvqa.errors import UserError
+from ragvqa.errors import UserError, did_you_mean
 
 
 class Registry:
@@ -52,8 +51,7 @@ class Registry:
         """Import and return the target registered as `name`."""
         targets = self._all()
         if name not in targets:
-            close = difflib.get_close_matches(name, targets, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(name, targets)
             known = ", ".join(self.names())
             raise UserError(f"unknown {self.kind} {name!r} (known: {known}){hint}")
         module_name, attr = targets[name].split(":", 1)

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -40,7 +39,7 @@ from ragvqa.data.catalogue_fields import (
     strings,
     url,
 )
-from ragvqa.errors import UserError
+from ragvqa.errors import UserError, did_you_mean
 
 KINDS = ("url", "hub", "manual", "pypi")
 BUILDS = ("gguf-to-hf",)
@@ -192,8 +191,7 @@ def human_size(n: int | None, exact: bool = True) -> str:
 
 
 def unknown_name_message(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else " (see `ragvqa data list`)"
+    hint = did_you_mean(name, known, cutoff=0.5, otherwise=" (see `ragvqa data list`)")
     return f"unknown data artefact {name!r}{hint}"
 
 
@@ -237,8 +235,7 @@ def _artefact(entry: Any, index: int, source: str) -> Artefact:
 
     for key in entry:
         if key not in FIELDS:
-            close = difflib.get_close_matches(str(key), FIELDS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(str(key), FIELDS)
             raise fail(f"unknown field {key!r}{hint}")
     for key in ("name", "description", "kind", "dest", "license"):
         if not isinstance(entry.get(key), str) or not entry[key].strip():
@@ -290,8 +287,7 @@ def _pypi(entry: dict[str, Any], fail: Any) -> dict[str, Any]:
         raise fail(f"'assemble' must be a file name, not {assemble!r}")
     build = entry.get("build")
     if build is not None and build not in BUILDS:
-        close = difflib.get_close_matches(str(build), BUILDS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(str(build), BUILDS)
         raise fail(f"'build' must be one of {', '.join(BUILDS)}, not {build!r}{hint}")
     return dict(
         package=wheel.package,
@@ -310,8 +306,7 @@ def _wheel(entry: Any, label: str, fail: Any) -> Wheel:
     known = PART_FIELDS if label else FIELDS
     for key in entry:
         if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(str(key), known)
             raise fail(f"{label}unknown field {key!r}{hint}")
     package, sha, member = (entry.get(key) for key in PART_FIELDS)
     if not isinstance(package, str) or not PIN.match(package):

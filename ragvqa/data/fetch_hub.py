@@ -23,7 +23,7 @@ from ragvqa.data.landing import (
     part_path,
     reject_if_bad,
 )
-from ragvqa.errors import UserError
+from ragvqa.errors import UserError, first_line
 
 
 def fetch_hub(artefact: Artefact, root: str | Path) -> Path:
@@ -53,7 +53,7 @@ def fetch_hub(artefact: Artefact, root: str | Path) -> Path:
             "local hub cache does not have it"
         ) from None
     except Exception as exc:  # unknown or gated repo, revision, HTTP errors: one line
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise UserError(
             f"cannot fetch {artefact.name} from the hub ({artefact.repo}): {first}"
         ) from None

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ragvqa.errors import UserError
+from ragvqa.errors import UserError, first_line
 from ragvqa.types import BenchmarkExample, NumericRange
 
 M2KR_REPO = "BByrneLab/multi_task_multi_modal_knowledge_retrieval_benchmark_M2KR"
@@ -37,7 +37,7 @@ def load_rows(source: str, config: str, split: str) -> Any:
     try:
         return datasets.load_dataset(source, config, split=split)
     except Exception as exc:  # network, auth, unknown split: one line for the user
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise UserError(
             f"cannot load {config}/{split} from the hub ({first}); "
             "pass a local copy in the hub's layout instead",

@@ -18,7 +18,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from ragvqa.errors import UserError
+from ragvqa.errors import UserError, first_line
 
 MAX_LENGTH = 512
 
@@ -69,7 +69,7 @@ class BemModel:
                 str(path), use_safetensors=True
             )
         except OSError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise UserError(f"cannot load BEM model ({first})", path=str(path)) from None
         if self.model.config.type_vocab_size < 3:
             raise UserError("BEM needs type_vocab_size >= 3", path=str(path))

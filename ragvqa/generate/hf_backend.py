@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ragvqa.errors import UserError
+from ragvqa.errors import UserError, first_line
 from ragvqa.generate.base import Sampling, check_layout, plain_text
 from ragvqa.types import ChatPrompt, Generation, ImagePart
 
@@ -48,7 +48,7 @@ class TransformersGenerator:
                 self.processor = AutoTokenizer.from_pretrained(model)
                 self.multimodal = False
         except OSError as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise UserError(f"cannot load reader {model!r} ({first})") from None
         self.net.to(self.device).eval()
 

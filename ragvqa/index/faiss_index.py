@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ragvqa.errors import UserError
+from ragvqa.errors import UserError, first_line
 from ragvqa.io import atomic_path
 
 KINDS = ("flat", "ivfpq", "hnsw")
@@ -169,7 +169,7 @@ def load_index(path: Path) -> Any:
     try:
         return faiss.read_index(str(path))
     except RuntimeError as exc:
-        first = (str(exc).strip().splitlines() or ["unreadable"])[0]
+        first = first_line(exc, "unreadable")
         raise UserError(f"cannot read the faiss index ({first})", path=str(path)) from None
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ragvqa.data.m2kr import load_rows
-from ragvqa.errors import UserError
+from ragvqa.errors import UserError, did_you_mean
 from ragvqa.io import decoded_lines
 from ragvqa.kb.jsonstream import JSONStreamError, iter_object_items
 
@@ -226,10 +226,7 @@ def reader(
             raise UserError("--format m2kr needs --subset (e.g. Infoseek_passages) and --split")
         return read_m2kr(path, subset, split), lambda: (0, 0)
     if fmt not in FORMATS:
-        import difflib
-
-        close = difflib.get_close_matches(fmt, FORMATS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(fmt, FORMATS)
         raise UserError(f"unknown KB format {fmt!r} (known: {', '.join(FORMATS)}){hint}")
     source = Source(path)
     read = {

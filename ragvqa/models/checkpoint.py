@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ragvqa.errors import UserError
+from ragvqa.errors import UserError, first_line
 from ragvqa.models.config import (
     LAYER_STRATEGIES,
     M2KR_QUERY_INSTRUCTION,
@@ -47,7 +47,7 @@ def resolve_source(path_or_hub_id: str | Path) -> Path:
             )
         )
     except Exception as exc:  # offline, unknown repo, gated: one line for the user
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise UserError(
             f"cannot download checkpoint {name!r} from the hub ({first}); without internet, "
             "download it elsewhere and name the local folder instead: --set "

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from ragvqa.errors import UserError
+from ragvqa.errors import UserError, did_you_mean
 
 # Layer taps of the official ReT checkpoints: indices into hidden_states[1:] of each tower
 # (0 = the output of the first block), one recurrent step per (text, vision) pair.
@@ -208,9 +208,6 @@ PRESETS: dict[str, Any] = {
 def preset(name: str, **overrides: Any) -> RetrieverConfig:
     """A named preset, with top-level fields replaced by `overrides`."""
     if name not in PRESETS:
-        import difflib
-
-        close = difflib.get_close_matches(name, PRESETS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, PRESETS)
         raise UserError(f"unknown retriever preset {name!r} (known: {', '.join(PRESETS)}){hint}")
     return replace(PRESETS[name](), preset=name, **overrides)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ragvqa.data.images import size_problem
-from ragvqa.errors import UserError
+from ragvqa.errors import UserError, first_line
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
 IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
@@ -46,7 +46,7 @@ class RetProcessor:
             tokenizer = CLIPTokenizer.from_pretrained(tok_from)
             image_processor = CLIPImageProcessor.from_pretrained(img_from)
         except OSError as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise UserError(
                 f"cannot load the CLIP tokenizer / image processor from {tok_from!r} ({first}); "
                 "offline, save them into the checkpoint folder"

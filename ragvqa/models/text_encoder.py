@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ragvqa.errors import UserError
+from ragvqa.errors import UserError, first_line
 from ragvqa.models.encode import EncodeStats
 from ragvqa.progress import ProgressBar
 from ragvqa.types import Passage, VQAQuery
@@ -215,7 +215,7 @@ class TextEncoder:
             tokenizer = AutoTokenizer.from_pretrained(inner)
             model = AutoModel.from_pretrained(inner, dtype=dtype, use_safetensors=True)
         except (OSError, ValueError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise UserError(f"cannot load the text encoder ({first})", path=str(inner)) from None
         finally:
             if bars:

@@ -7,7 +7,7 @@ candidate passage, in batches; its scores are fused with the first-stage scores.
 
 from __future__ import annotations
 
-from ragvqa.errors import UserError
+from ragvqa.errors import UserError, first_line
 from ragvqa.rerank.fusion import fused_order
 from ragvqa.types import RetrievalResult, VQAQuery
 
@@ -37,7 +37,7 @@ class CrossEncoderReranker:
                 .eval()
             )
         except OSError as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise UserError(f"cannot load cross-encoder {model!r} ({first})") from None
 
     def scores(self, question: str, texts: list[str]) -> list[float]:

@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from ragvqa.errors import UserError
+from ragvqa.errors import UserError, first_line
 from ragvqa.io import PathLike, atomic_writer
 from ragvqa.resources import cache_root
 from ragvqa.run import records
@@ -284,5 +284,5 @@ def _read_config(path: Path) -> Any:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        problem = first_line(exc)
         raise UserError(f"not a readable run config ({problem})", path=str(path)) from None

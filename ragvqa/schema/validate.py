@@ -8,7 +8,6 @@ loaded (only a plug-in component's module is imported: its signature is its sche
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import typing
 from collections.abc import Mapping
@@ -17,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ragvqa.config import Key, Origin, Origins
-from ragvqa.errors import UserError
+from ragvqa.errors import UserError, did_you_mean
 from ragvqa.registry import GENERATORS, RERANKERS, Registry
 from ragvqa.schema.base import (
     Section,
@@ -90,8 +89,7 @@ class Checker:
             return error["msg"].replace("Input should be", "expected") + f", got {shown(value)}"
         hint = ""
         if kind == "literal_error" and isinstance(value, str):
-            close = difflib.get_close_matches(value, [str(a) for a in literal_args(field)], n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(value, [str(a) for a in literal_args(field)])
         return f"expected {expected}, got {shown(value)}{hint}"
 
 
@@ -139,8 +137,7 @@ def check_component(
     if kind is None:
         raise checker.fail((*key, "type"), f"missing (expected one of {', '.join(names)})")
     if not isinstance(kind, str) or kind not in registry:
-        close = difflib.get_close_matches(str(kind), names, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(str(kind), names)
         problem = f"unknown {registry.kind} {kind!r} (known: {', '.join(names)}){hint}"
         raise checker.fail((*key, "type"), problem)
     args = {k: v for k, v in spec.items() if k != "type"}
@@ -172,8 +169,7 @@ def check_signature(checker: Checker, target: Any, args: Mapping[str, Any], key:
 
 def unknown_name(what: str, name: str, known: list[str]) -> str:
     """ "unknown key; did you mean 'top_k'? (known: ...)" (the key itself is named before)."""
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(name, known)
     return f"{what}{hint} (known: {', '.join(known)})"
 
 

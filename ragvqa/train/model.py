@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ragvqa.errors import UserError
+from ragvqa.errors import UserError, first_line
 from ragvqa.models.checkpoint import load_retriever, unbuilt_block
 from ragvqa.models.config import preset
 from ragvqa.models.processor import RetProcessor
@@ -27,7 +27,7 @@ def init_towers(model: Any, source: str) -> None:
             "vision": CLIPVisionModel.from_pretrained(source).state_dict(),
         }
     except OSError as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise UserError(
             f"cannot load CLIP towers from {source!r} ({first}); pass --towers DIR (a local "
             "CLIP checkpoint) or --towers random"
