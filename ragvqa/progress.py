@@ -33,6 +33,7 @@ first use while `ragvqa answer` starts up) hides the spinner until the bar is do
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -225,12 +226,11 @@ class ProgressBar:
         return ", ".join(parts)
 
     def _write(self, line: str) -> None:
-        try:
+        # a closed or replaced stream: progress is not worth failing the work for
+        with contextlib.suppress(AttributeError, ValueError, OSError):
             sys.stderr.write(line + "\n")
             sys.stderr.flush()
             self._lines += 1
-        except (AttributeError, ValueError, OSError):  # a closed or replaced stream
-            pass
 
     def __exit__(self, *exc: Any) -> None:
         if self._bar is not None:

@@ -28,6 +28,7 @@ torch is a CUDA build (the GPU install).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -53,10 +54,9 @@ class _BeforeTorchvision(importlib.abc.MetaPathFinder):
         if name == "torchvision" and not _busy:
             uninstall()
             _busy = True
-            try:
-                declare_missing_ops()
-            except Exception:  # noqa: BLE001 (never worse than without the hook)
-                pass
+            try:  # a failure here is never worse than no hook: torchvision's own error follows
+                with contextlib.suppress(Exception):
+                    declare_missing_ops()
             finally:
                 _busy = False
         return None
@@ -86,18 +86,27 @@ def declare_missing_ops() -> bool:
 
     if _library is not None or torch.version.cuda is not None or torch.version.hip is not None:
         return False  # declared meanwhile, or a GPU build (its torchvision wheel matches)
-    library = compiled_library()
-    try:
-        if library is not None:
-            torch.ops.load_library(str(library))
-            return False  # the real operators are there
-    except (OSError, RuntimeError):
-        pass
+    if _loads(compiled_library()):
+        return False  # the real operators are there
     lib = torch.library.Library("torchvision", "FRAGMENT")
     for schema in UNGUARDED_OPS:
         if not _defined(schema.split("(", 1)[0]):
             lib.define(schema)
     _library = lib
+    return True
+
+
+def _loads(library: Path | None) -> bool:
+    """Whether torchvision's compiled library exists and loads (next to CPU torch the CUDA
+    build's does not: `libc10_cuda.so` is missing)."""
+    import torch
+
+    if library is None:
+        return False
+    try:
+        torch.ops.load_library(str(library))
+    except (OSError, RuntimeError):
+        return False
     return True
 
 

@@ -17,6 +17,7 @@ aspect ratio checked before decoding); `check_image` makes the same checks from 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Sequence
@@ -235,8 +236,7 @@ def open_image(path: str | Path, *, draft: int | None = None) -> Any:
             raise UserError("image too large to decode (out of memory)", path=where) from None
         except Exception:
             raise UserError("image is truncated or corrupt", path=where) from None
-    try:
+    # a malformed EXIF block: the pixels are fine, keep them as stored
+    with contextlib.suppress(Exception):
         ImageOps.exif_transpose(rgb, in_place=True)
-    except Exception:  # a malformed EXIF block: the pixels are fine, keep them as stored
-        pass
     return rgb

@@ -8,6 +8,7 @@ words that fit. The number of passages dropped or cut is recorded in the prompt
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -137,11 +138,10 @@ def _placeholder_tokens(
     processor: Any, placeholder: str, size: tuple[int, int], kwargs: dict[str, Any]
 ) -> int:
     """How many tokens one image of `size` (height, width) becomes."""
-    try:
+    # transformers' own count from a size, where the processor implements it
+    with contextlib.suppress(NotImplementedError, AttributeError, TypeError, KeyError):
         data = processor._get_num_multimodal_tokens(image_sizes=[size], **kwargs)
         return int(data.num_image_tokens[0])
-    except (NotImplementedError, AttributeError, TypeError, KeyError):
-        pass
     from PIL import Image
 
     tokenizer = getattr(processor, "tokenizer", processor)

@@ -13,6 +13,7 @@ thread, which none of them promises to support otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import sys
 import threading
@@ -170,13 +171,11 @@ def _settle(future: Future, result: Any) -> None:
     server stopping) takes none."""
     if future.done():
         return
-    try:
+    with contextlib.suppress(InvalidStateError):  # cancelled meanwhile: nobody waits for it
         if isinstance(result, BaseException):
             future.set_exception(result)
         else:
             future.set_result(result)
-    except InvalidStateError:  # cancelled meanwhile
-        pass
 
 
 def _expected(exc: Exception) -> bool:
