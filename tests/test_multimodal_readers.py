@@ -59,13 +59,7 @@ def _transformers_ids(reader, prompt):
     """(prompt token ids, generated ids) from transformers' generate, greedy."""
     import torch
 
-    inputs = reader.processor.apply_chat_template(
-        reader._messages(prompt),
-        add_generation_prompt=True,
-        tokenize=True,
-        return_dict=True,
-        return_tensors="pt",
-    )
+    inputs = reader.inputs(prompt)
     with torch.inference_mode():
         ids = reader.net.generate(**inputs, max_new_tokens=8, do_sample=False)
     length = inputs["input_ids"].shape[1]

@@ -91,22 +91,27 @@ class TransformersGenerator:
             out.append({"role": message.role, "content": content})
         return out
 
+    def inputs(self, prompt: ChatPrompt) -> Any:
+        """The model's inputs for one prompt (token ids, pixels), on the reader's device: the
+        chat template and processor, or for the plain layout the text with the tokenizer's own
+        special tokens (BOS)."""
+        if self.layout == "plain":
+            return self.tokenizer()(plain_text(prompt), return_tensors="pt").to(self.device)
+        return self.processor.apply_chat_template(
+            self._messages(prompt),
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            return_tensors="pt",
+        ).to(self.device)
+
     def generate(self, prompts: list[ChatPrompt], sampling: Sampling) -> list[Generation]:
         import torch
 
         out = []
         for prompt in prompts:
             started = time.perf_counter()
-            if self.layout == "plain":  # the tokenizer adds what the model expects (BOS)
-                inputs = self.tokenizer()(plain_text(prompt), return_tensors="pt").to(self.device)
-            else:
-                inputs = self.processor.apply_chat_template(
-                    self._messages(prompt),
-                    add_generation_prompt=True,
-                    tokenize=True,
-                    return_dict=True,
-                    return_tensors="pt",
-                ).to(self.device)
+            inputs = self.inputs(prompt)
             length = inputs["input_ids"].shape[1]
             torch.manual_seed(sampling.seed)
             with torch.inference_mode():
