@@ -7,6 +7,9 @@ vLLM's engine processes start. Two things here make that visible and shorter:
 - `StartupLog` records when each component's loading began and ended, in seconds since the
   process started, and which thread did it (`ragvqa answer --json` prints it as `startup`).
   It costs two clock reads per component.
+- `StageClock` and `with_startup` put start-up apart from the stages' times (`answer`'s panel,
+  `bench`'s table and metrics.json): a stage that waited for a component loses that time, so
+  `generate` never includes the engine's start.
 - `Background` builds a value in a daemon thread: the pipeline starts the reader's engine this
   way while the main thread loads the encoder, encodes and searches. An error of the build
   (a `UserError` naming the model, say) is raised again in the thread that asks for the value,
@@ -23,7 +26,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 
@@ -142,3 +145,92 @@ def still_building() -> bool:
         and t.background.building
         for t in threading.enumerate()
     )
+
+
+class StageClock(dict):
+    """Stage timings (`{"encode": {"seconds": 0.8, "cached": False}, ...}`) that also note
+    when each entry was written (`since_start()`): a stage's entry is written as it ends, so its
+    window is [end - seconds, end], which `with_startup` compares with the start-up spans."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.ends: dict[str, float] = {}
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.ends[key] = since_start()
+
+
+def with_startup(
+    timings: Mapping[str, Any],
+    log: StartupLog,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+) -> dict[str, Any]:
+    """`timings` with start-up apart: `{"startup": {"seconds", "components"}, <stage>: ...}`.
+
+    Start-up is the time spent loading components (the spans of `log`) from `since` to `until`
+    (default: the window of the `total` entry, i.e. a benchmark run; a component loaded before,
+    by an earlier `answer` of the same pipeline, costs this run nothing): a span of this thread
+    counts whole, a span of another thread (the reader's engine started in the background)
+    only while a stage waited for it (the stage in which it ended). Each stage's seconds lose
+    the start-up inside its window, so `generate` is generation alone, never the engine's
+    start. `components`: each span's counted seconds (those under 5 ms left out). Timings
+    without windows (not a `StageClock`) come back as they are."""
+    ends = getattr(timings, "ends", None)
+    if ends is None:
+        return dict(timings)
+    total = timings.get("total")
+    if since is None:
+        since = ends["total"] - total["seconds"] if total and "total" in ends else 0.0
+    if until is None:
+        until = ends.get("total", since_start())
+    windows = {
+        stage: (ends[stage] - float(entry.get("seconds") or 0.0), ends[stage])
+        for stage, entry in timings.items()
+        if stage != "total" and stage in ends and isinstance(entry, Mapping)
+    }
+    here = threading.current_thread().name
+    counted: dict[str, list[tuple[float, float]]] = {}
+    for name, span in log.to_json().items():
+        if span["end"] <= since or span["start"] >= until:
+            continue
+        if span["thread"] == here:
+            parts = [(max(span["start"], since), min(span["end"], until))]
+        else:  # in the background: the time a stage waited for it
+            parts = [
+                (max(span["start"], a), span["end"])
+                for a, b in windows.values()
+                if a <= span["end"] <= b
+            ]
+        if parts := [(a, b) for a, b in parts if b > a]:
+            counted[name] = parts
+    loading = [part for parts in counted.values() for part in parts]
+    out: dict[str, Any] = {
+        "startup": {
+            "seconds": round(_covered(loading), 3),
+            "components": {  # each as shown, to the hundredth: those that took no time left out
+                name: round(seconds, 3)
+                for name, parts in counted.items()
+                if (seconds := _covered(parts)) >= 0.005
+            },
+        }
+    }
+    for stage, entry in timings.items():
+        if stage in windows:
+            a, b = windows[stage]
+            inside = _covered([(max(x, a), min(y, b)) for x, y in loading])
+            entry = {**entry, "seconds": round(max(float(entry["seconds"]) - inside, 0.0), 3)}
+        out[stage] = entry
+    return out
+
+
+def _covered(parts: Sequence[tuple[float, float]]) -> float:
+    """Seconds covered by the union of the intervals (empty ones ignored)."""
+    covered, reach = 0.0, float("-inf")
+    for a, b in sorted(p for p in parts if p[1] > p[0]):
+        if b > reach:
+            covered += b - max(a, reach)
+            reach = b
+    return covered

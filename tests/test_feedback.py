@@ -32,8 +32,8 @@ from ragvqa.eval.report import write_report
 from ragvqa.pipeline import Pipeline
 from ragvqa.progress import ProgressBar
 from ragvqa.registry import GENERATORS
-from ragvqa.run.runner import BenchRunner, BenchSpec, StageClock, with_startup
-from ragvqa.startup import StartupLog
+from ragvqa.run.runner import BenchRunner, BenchSpec
+from ragvqa.startup import StageClock, StartupLog, with_startup
 from ragvqa.types import Generation
 
 START = 1.0  # seconds the scripted reader takes to "start"

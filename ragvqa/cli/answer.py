@@ -227,8 +227,7 @@ def _answer_here(
     spinner on a terminal meanwhile. The record's `timings` hold `startup` (loading the
     components, from the process's start) apart from the stages (`with_startup`)."""
     from ragvqa.progress import Spinner
-    from ragvqa.run.runner import StageClock, with_startup
-    from ragvqa.startup import since_start
+    from ragvqa.startup import StageClock, since_start, with_startup
     from ragvqa.types import VQAQuery
 
     clock = StageClock()
