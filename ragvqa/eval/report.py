@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import re
 from collections.abc import Iterable, Iterator
 from html import escape
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 from ragvqa.data.images import open_image
 from ragvqa.errors import UserError
 from ragvqa.eval.names import metric_label
+from ragvqa.eval.recall_plot import recall_curve, recall_plot_png
 from ragvqa.eval.report_page import CSS, SCRIPT, content_security_policy
 from ragvqa.io import atomic_writer
 from ragvqa.run.records import RunRecord, read_metrics, read_records
@@ -134,7 +134,7 @@ def _header(records: list[RunRecord], metrics: dict[str, Any], total: int | None
         parts.append("<h2>Time</h2>")
         parts.append(_kv_table(timings))
     parts.append("</div>")
-    plot = _recall_plot(metrics.get("retrieval") or {})
+    plot = recall_plot_png(metrics.get("retrieval") or {})
     if plot is not None:
         parts.append(
             f"<div><img alt='recall at K' src='data:image/png;base64,{plot}' width='480'></div>"
@@ -147,7 +147,7 @@ def _recall_rows(retrieval: dict[str, Any]) -> dict[str, str]:
     """Rows "Entity recall@5": "36.7", ..., for the K the run reported (up to its depth)."""
     rows = {}
     for kind in ("entity_recall", "pseudo_recall"):
-        ks, values = _curve(retrieval.get(kind))
+        ks, values = recall_curve(retrieval.get(kind))
         for k, value in zip(ks, values, strict=True):
             rows[f"{metric_label(kind)}@{k}"] = f"{value:.1f}"
     return rows
@@ -215,56 +215,6 @@ def _kv_table(data: dict[str, Any]) -> str:
 
 
 # --- recall plot ----------------------------------------------------------------------------
-
-_RECALL_KEY = re.compile(r"^recall@(\d+)$")
-
-
-def _curve(values: Any) -> tuple[list[int], list[float]]:
-    if not isinstance(values, dict):
-        return [], []
-    points = []
-    for key, value in values.items():
-        match = _RECALL_KEY.match(str(key))
-        if match and isinstance(value, int | float):
-            points.append((int(match.group(1)), float(value)))
-    points.sort()
-    return [k for k, _ in points], [v for _, v in points]
-
-
-def _recall_plot(retrieval: dict[str, Any]) -> str | None:
-    """Entity recall and pseudo-recall over K as a base64 PNG; None without any recall@K."""
-    curves = {
-        "entity recall": _curve(retrieval.get("entity_recall")),
-        "pseudo-recall": _curve(retrieval.get("pseudo_recall")),
-    }
-    curves = {name: c for name, c in curves.items() if c[0]}
-    if not curves:
-        return None
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4.8, 3.0), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    top = 1.0
-    for name, (ks, values) in curves.items():
-        ax.plot(ks, values, marker="o", label=name)
-        top = max(top, *values)
-    all_ks = sorted({k for ks, _ in curves.values() for k in ks})
-    if all_ks[-1] / all_ks[0] >= 20:
-        ax.set_xscale("log")
-    ax.set_xticks(all_ks, [str(k) for k in all_ks])
-    ax.minorticks_off()
-    ax.set_ylim(0, 100 if top > 1.0 else 1.0)
-    ax.set_xlabel("K")
-    ax.set_ylabel("recall@K")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
 
 # --- cards ----------------------------------------------------------------------------------
 
