@@ -1,4 +1,5 @@
-"""The bounds of a template render, enforced inside Jinja2's sandbox (`ragvqa.prompts.render`).
+"""The bounds of a template render (`ragvqa.prompt_render.render`), enforced inside Jinja2's
+sandbox.
 
 No string, list or number a template makes, and no prompt it renders, may pass `max_chars`
 characters: every operation that makes a value (operators, calls, string methods, filters, `~`,
