@@ -25,7 +25,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -37,12 +37,13 @@ from ragvqa.generate.base import Sampling
 from ragvqa.generate.context import fit_prompt, reader_token_counter
 from ragvqa.hub import resolve_input
 from ragvqa.index.manifest import MANIFEST as INDEX_MANIFEST
-from ragvqa.index.manifest import checkpoint_identity, read_manifest
+from ragvqa.index.manifest import checkpoint_identity
 from ragvqa.kb.store import MANIFEST as KB_MANIFEST
 from ragvqa.kb.store import KBStore
 from ragvqa.models.checkpoint import parse_dtype, resolve_device_dtype
 from ragvqa.models.encoders import check_kind
 from ragvqa.prompts import PromptLibrary
+from ragvqa.reader_settings import ReaderSettings, reader_settings  # noqa: F401 (re-exported)
 from ragvqa.registry import GENERATORS, RERANKERS
 from ragvqa.resources import cache_root
 from ragvqa.schema import validate_pipeline
@@ -55,33 +56,9 @@ ENV_VAR = re.compile(r"\$\{(\w+)\}")  # `${RAGVQA_DATA}` in a path
 COMPONENTS = ("encoder", "kb", "index", "generator", "reranker", "prompts", "template")
 
 
-@dataclass(frozen=True)
-class ReaderSettings:
-    """How the reader is prompted: template, evidence count, image on/off, decoding."""
-
-    prompt: str = "answer/evidence_short@1"
-    passages: int = 1
-    images: bool = True
-    sampling: Sampling = Sampling()
-    context: int | None = None
-    batch_size: int = 64
-
-
 def _notice(message: str) -> None:
     """A one-line note on stderr (stdout stays for results, e.g. `answer --json`)."""
     print(f"ragvqa: {message}", file=sys.stderr, flush=True)
-
-
-def _reader_settings(reader: ReaderSection) -> ReaderSettings:
-    sampling = reader.sampling
-    return ReaderSettings(
-        prompt=reader.prompt,
-        passages=reader.passages,
-        images=reader.images,
-        sampling=Sampling(**{**sampling.model_dump(), "stop": tuple(sampling.stop)}),
-        context=reader.context,
-        batch_size=reader.batch_size,
-    )
 
 
 class Components:
@@ -116,7 +93,7 @@ class Components:
             config = with_remote_code(config)
         self.config, self.folder, self.name = config, folder, name or config.get("name", "")
         self._cwd = Path.cwd()  # what relative roots from the environment are read against
-        self.reader_settings = _reader_settings(typed.reader or ReaderSection())
+        self.reader_settings = reader_settings(typed.reader or ReaderSection())
         retrieval = typed.retrieval or RetrievalSection()
         self.top_k, self.one_per_page = retrieval.top_k, retrieval.one_per_page
         self.retrieval_mode = retrieval.mode
@@ -216,7 +193,8 @@ class Components:
 
     @cached_property
     def index(self) -> Any:
-        from ragvqa.index.faiss_index import SEARCH_TIME  # numpy, faiss
+        from ragvqa.index.build import faiss_settings_differ  # numpy, faiss
+        from ragvqa.index.faiss_index import SEARCH_TIME
         from ragvqa.index.search import PassageIndex
 
         spec = self.section("index")
@@ -225,7 +203,7 @@ class Components:
         if spec.get("build", True):
             if not (folder / INDEX_MANIFEST).is_file():
                 self._build_index(self.writable(folder, "index.path"), spec)
-            elif wanted and self._index_differs(folder, wanted):
+            elif wanted and faiss_settings_differ(folder, wanted):
                 # the embedding shards in the folder are reused: only faiss is built again
                 _notice(f"rebuilding the faiss index in {folder} for index.faiss = {wanted}")
                 self._build_index(self.writable(folder, "index.path"), spec)
@@ -233,23 +211,6 @@ class Components:
         kb, identity = self.kb, self.encoder_key()
         with self.startup.span("index"):
             return PassageIndex(folder, kb, encoder_identity=identity, search=search)
-
-    def _index_differs(self, folder: Path, wanted: dict[str, Any]) -> bool:
-        """Whether the built index has other build-time faiss settings than `wanted`, or
-        lacks the stored vectors that `wanted`'s refinement reads."""
-        from ragvqa.index import faiss_index as fx  # numpy, faiss
-        from ragvqa.index.build import VECTORS_FILE
-
-        manifest = read_manifest(folder)
-        try:
-            desired = fx.FaissParams(**wanted)
-        except TypeError as exc:
-            raise UserError(f"index.faiss: {exc}") from None
-        desired = desired.resolved(manifest["index_vectors"], manifest["dim"])
-        built = fx.FaissParams(**manifest["faiss"])
-        n_vec = int(manifest["vectors_per_document"])
-        missing = fx.reads_vectors(n_vec, desired) and VECTORS_FILE not in manifest["files"]
-        return desired.build_time() != built.build_time() or missing
 
     def _build_index(self, folder: Path, spec: dict[str, Any]) -> None:
         from ragvqa.index import faiss_index as fx  # numpy, faiss

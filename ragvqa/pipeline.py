@@ -32,11 +32,8 @@ Loading a pipeline quiets vLLM, transformers and torch as the CLI does (`ragvqa.
 
 from __future__ import annotations
 
-import functools
-import os
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +46,13 @@ from ragvqa.data.images import check_image
 from ragvqa.errors import UserError
 from ragvqa.index.manifest import MANIFEST as INDEX_MANIFEST
 from ragvqa.kb.store import MANIFEST as KB_MANIFEST
+from ragvqa.pipeline_calls import (
+    Turns,
+    check_image_arg,
+    check_queries,
+    check_text,
+    serialised,
+)
 from ragvqa.progress import ProgressBar, Spinner
 from ragvqa.registry import GENERATORS
 from ragvqa.resources import resource_dir
@@ -68,53 +72,6 @@ if TYPE_CHECKING:
     from ragvqa.run.journal import Journal
 
 Timings = dict[str, dict[str, Any]]
-CLOSED = "this pipeline is closed: load it again (Pipeline.load) to answer more"
-
-
-class _Turns:
-    """What a pipeline and those `with_prompt` made from it share: one lock, and whether the
-    engine they share was closed."""
-
-    def __init__(self) -> None:
-        self.lock = threading.RLock()
-        self.closed = False
-
-
-def _serialised(method: Callable[..., Any]) -> Callable[..., Any]:
-    """`method` runs alone on its pipeline (one call at a time across threads), and is
-    refused once the pipeline is closed."""
-
-    @functools.wraps(method)
-    def run(self: Pipeline, *args: Any, **kwargs: Any) -> Any:
-        with self._turns.lock:
-            if self._turns.closed:
-                raise UserError(CLOSED)
-            return method(self, *args, **kwargs)
-
-    return run
-
-
-def _check_text(name: str, value: Any) -> None:
-    if not isinstance(value, str):
-        raise UserError(f"{name} must be a string, not {type(value).__name__}")
-
-
-def _check_image_arg(name: str, value: Any) -> None:
-    if value is not None and not isinstance(value, str | os.PathLike):
-        raise UserError(
-            f"{name} must be an image file's path (str or Path) or None, not {type(value).__name__}"
-        )
-
-
-def _check_queries(queries: Any) -> None:
-    """`queries` is a list of `VQAQuery` with a string question and a path (or None) image."""
-    if isinstance(queries, str | bytes | VQAQuery) or not isinstance(queries, Sequence):
-        raise UserError(f"queries must be a list of VQAQuery, not {type(queries).__name__}")
-    for i, q in enumerate(queries):
-        if not isinstance(q, VQAQuery):
-            raise UserError(f"queries[{i}] must be a VQAQuery, not {type(q).__name__}")
-        _check_text(f"queries[{i}].question", q.question)
-        _check_image_arg(f"queries[{i}].image_path", q.image_path)
 
 
 def default_pipeline() -> Path:
@@ -146,7 +103,7 @@ class Pipeline(Components):
     def __init__(self, *args: Any, **kwargs: Any):
         logs.quiet_by_default()  # as quiet as the CLI, unless set_verbosity chose a level
         super().__init__(*args, **kwargs)
-        self._turns = _Turns()
+        self._turns = Turns()
 
     @classmethod
     def load(
@@ -234,20 +191,20 @@ class Pipeline(Components):
             check_index(folder, self.kb, self.encoder_key())
 
     # -- the public API -------------------------------------------------------------------------
-    @_serialised
+    @serialised
     def answer(self, image: str | Path | None, question: str, *, query_id: str = "q") -> Answer:
         """Answer one question about one image; a query that cannot be answered is a
         `UserError` naming the problem."""
-        _check_image_arg("image", image)
-        _check_text("question", question)
-        _check_text("query_id", query_id)
+        check_image_arg("image", image)
+        check_text("question", question)
+        check_text("query_id", query_id)
         query = VQAQuery(query_id, question, image_path=None if image is None else str(image))
         answer = self.answer_batch([query])[0]
         if answer.error is not None:
             raise UserError(answer.error)
         return answer
 
-    @_serialised
+    @serialised
     def answer_batch(
         self,
         queries: Sequence[VQAQuery],
@@ -260,7 +217,7 @@ class Pipeline(Components):
     ) -> list[Answer]:
         """Answers to `queries`, in order, every stage batched; failed queries carry `error`.
         Without a journal (which may hold every answer) the reader starts while retrieving."""
-        _check_queries(queries)
+        check_queries(queries)
         retrieved = self.retrieve_batch(
             queries,
             evidence=evidence,
@@ -271,7 +228,7 @@ class Pipeline(Components):
         )
         return self.read_batch(retrieved, journal=journal, timings=timings, progress=progress)
 
-    @_serialised
+    @serialised
     def retrieve_batch(
         self,
         queries: Sequence[VQAQuery],
@@ -289,7 +246,7 @@ class Pipeline(Components):
         read instead of retrieving (a benchmark's gold entity; given, it wins in any mode).
         `start_reader`: the reading stages follow, so when a query is valid the reader starts
         now in the background (`Components.start_generator`)."""
-        _check_queries(queries)
+        check_queries(queries)
         ids = [q.query_id for q in queries]
         if len(set(ids)) != len(ids):
             raise UserError("query ids must be unique within a batch")
@@ -337,7 +294,7 @@ class Pipeline(Components):
             for q in queries
         ]
 
-    @_serialised
+    @serialised
     def read_batch(
         self,
         retrieved: Sequence[Answer],

@@ -34,6 +34,7 @@ from ragvqa.index.manifest import (
     VECTORS_FILE,
     checkpoint_identity,
     file_entry,
+    read_manifest,
 )
 from ragvqa.index.ray_engine import encode_with_ray
 from ragvqa.index.shards import iter_shards, missing_shards, shard_ranges, write_shard
@@ -285,3 +286,19 @@ def build_index(
     write_json(out / MANIFEST, manifest)
     _drop_shards(out)
     return manifest
+
+
+def faiss_settings_differ(folder: Path, wanted: dict[str, Any]) -> bool:
+    """Whether the index built in `folder` has other build-time faiss settings than `wanted`
+    (a pipeline's `index.faiss`), or lacks the stored vectors that `wanted`'s refinement reads:
+    then faiss is built again from the folder's vectors."""
+    manifest = read_manifest(folder)
+    try:
+        desired = fx.FaissParams(**wanted)
+    except TypeError as exc:
+        raise UserError(f"index.faiss: {exc}") from None
+    desired = desired.resolved(manifest["index_vectors"], manifest["dim"])
+    built = fx.FaissParams(**manifest["faiss"])
+    n_vec = int(manifest["vectors_per_document"])
+    missing = fx.reads_vectors(n_vec, desired) and VECTORS_FILE not in manifest["files"]
+    return desired.build_time() != built.build_time() or missing
