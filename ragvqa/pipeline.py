@@ -33,7 +33,7 @@ Loading a pipeline quiets vLLM, transformers and torch as the CLI does (`ragvqa.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +72,10 @@ if TYPE_CHECKING:
     from ragvqa.run.journal import Journal
 
 Timings = dict[str, dict[str, Any]]
+# reads reader batches elsewhere: (pipeline, batches, bar) -> (batch index, answers) as they finish
+ChunkReader = Callable[
+    ["Pipeline", Sequence[Sequence[Answer]], ProgressBar], Iterator[tuple[int, list[Answer]]]
+]
 
 
 def default_pipeline() -> Path:
@@ -303,10 +307,16 @@ class Pipeline(Components):
         timings: Timings | None = None,
         progress: bool = False,
         stage: str = "generate",
+        read_chunks: ChunkReader | None = None,
     ) -> list[Answer]:
         """The reading stages over answers that hold their passages (from `retrieve_batch`, or
         built by the caller: a baseline's own evidence). Questions are read in fixed batches of
-        `reader.batch_size`; with a journal, batches it holds are not generated again."""
+        `reader.batch_size`; with a journal, batches it holds are not generated again.
+
+        `read_chunks` reads the batches elsewhere (the Ray executor's replicas: ragvqa.run.ray):
+        given this pipeline, the batches to read and the progress bar, it yields (batch index,
+        answers) as batches finish, in any order; each is journalled as it arrives. Default:
+        this process reads them in turn."""
         started = time.perf_counter()
         todo = [a for a in retrieved if a.error is None]
         size = self.reader_settings.batch_size
@@ -322,14 +332,15 @@ class Pipeline(Components):
             for c, k in zip(chunks, keys, strict=True)
             if any(a.query_id not in done for a in c)
         ]
-        if missing and "generator" not in self.__dict__:  # the engine loads before the bar
+        local = read_chunks is None
+        if local and missing and "generator" not in self.__dict__:  # loads before the bar
             with Spinner("starting reader", enabled=progress):
                 _ = self.generator
         with ProgressBar(f"reading ({stage})", len(missing), enabled=progress) as bar:
-            for chunk, key in missing:
-                answers = self._read_chunk(chunk)
+            finished = (read_chunks or _in_turn)(self, [c for c, _ in missing], bar)
+            for i, answers in finished:
                 if journal is not None:
-                    journal.append(key, answers)
+                    journal.append(missing[i][1], answers)
                 done.update((a.query_id, a) for a in answers)
                 bar.advance()
         if timings is not None:
@@ -384,6 +395,14 @@ class Pipeline(Components):
             )
             for a, prompt, out in zip(chunk, prompts, outputs, strict=True)
         ]
+
+
+def _in_turn(
+    pipe: Pipeline, chunks: Sequence[Sequence[Answer]], bar: ProgressBar
+) -> Iterator[tuple[int, list[Answer]]]:
+    """Read the batches in this process, one after another (`read_batch`'s default)."""
+    for i, chunk in enumerate(chunks):
+        yield i, pipe._read_chunk(chunk)
 
 
 def _given(query_id: str, passages: Sequence[Passage]) -> RetrievalResult:

@@ -156,8 +156,13 @@ def _normal(config: dict[str, Any]) -> Any:
 
 
 def _compared(config: dict[str, Any]) -> dict[str, Any]:
-    """A run's configuration as runs are compared: without where its inputs were read from."""
-    return {k: v for k, v in config.items() if k != INPUTS}
+    """A run's configuration as runs are compared: without where its inputs were read from,
+    and without the pipeline's `execution` section (local or Ray: the same answers, so a run
+    may resume on another executor)."""
+    out = {k: v for k, v in config.items() if k != INPUTS}
+    if isinstance(out.get("pipeline"), dict):
+        out["pipeline"] = {k: v for k, v in out["pipeline"].items() if k != "execution"}
+    return out
 
 
 def pipeline_inputs(

@@ -8,8 +8,9 @@ here are the defaults the code applies (tests/test_config_schema.py checks them 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import annotated_types as at
 from pydantic import Field
 
 from ragvqa.index.faiss_index import KINDS as INDEX_KINDS
@@ -141,6 +142,29 @@ class ReaderSection(Section):
     batch_size: Count = Field(64, description="Questions per reader batch (the resume unit).")
 
 
+Executor = Literal["local", "ray"]
+NonNegative = Annotated[float, at.Ge(0)]
+
+
+class ExecutionSection(Section):
+    """Where `ragvqa bench` runs the questions: in this process, or on N replicas of the
+    pipeline on a Ray cluster (docs/cluster.md). The answers are the same either way, so these
+    settings are not part of a run's identity (a run may resume on another executor)."""
+
+    executor: Executor = Field("local", description="`local`: this process; `ray`: Ray actors.")
+    replicas: Count = Field(1, description="`ray`: pipeline replicas, each an actor.")
+    gpus_per_replica: NonNegative | None = Field(
+        None,
+        description="`ray`: GPUs each replica takes (null: the reader's "
+        "`tensor_parallel_size` when the cluster has GPUs, else 0).",
+    )
+    cpus_per_replica: NonNegative = Field(1.0, description="`ray`: CPUs each replica takes.")
+    shard: Count = Field(
+        512, description="`ray`: questions per retrieval task (encode, search, rerank)."
+    )
+    max_restarts: Size = Field(2, description="`ray`: times a replica that died is started again.")
+
+
 class PipelineConfig(Section):
     """A whole pipeline file (after `base:` and `--set` are applied)."""
 
@@ -156,3 +180,6 @@ class PipelineConfig(Section):
         None, description="null (no rerank) or a reranker: `type` and its arguments."
     )
     reader: ReaderSection | None = Field(ReaderSection(), description="The reader.")
+    execution: ExecutionSection | None = Field(
+        ExecutionSection(), description="Where `ragvqa bench` runs (local or Ray)."
+    )
