@@ -49,6 +49,7 @@ def markdown() -> str:
     parts.append(_components("rerank", RERANKER_ARGS, "reranker", "##"))
     parts.append(_section(("reader",)))
     parts.append(_components("reader.generator", GENERATOR_ARGS, "generator", "###"))
+    parts.append(_section(("execution",)))
     return "\n".join(p.rstrip("\n") + "\n" for p in parts if p)
 
 
