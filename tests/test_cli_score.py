@@ -251,3 +251,33 @@ def test_readme_demo_command_gives_hand_worked_scores(tmp_path, monkeypatch):
     assert m["unseen_question_score"]["score"] == 66.67
     assert m["unseen_entity_score"]["score"] == 33.33
     assert m["final_score"] == 44.44  # HM(66.67, 33.33)
+
+
+def test_file_roles_score_as_the_familiar_flags(tmp_path, infoseek_files, monkeypatch):
+    """`--file ROLE=PATH` is the same input as `--ROLE PATH`; a required file given neither way
+    (and no $RAGVQA_DATA default) is one line naming the option."""
+    flags = runner.invoke(app, ["score", "infoseek", *_args(infoseek_files)])
+    roles = [
+        "score", "infoseek", "--predictions", str(infoseek_files["--predictions"]),
+        "--file", f"questions={infoseek_files['--questions']}",
+        "--file", f"qtypes={infoseek_files['--qtypes']}",
+    ]  # fmt: skip
+    by_role = runner.invoke(app, roles)
+    assert by_role.exit_code == flags.exit_code == 0, by_role.output
+    assert json.loads(by_role.stdout) == json.loads(flags.stdout)
+    assert json.loads(by_role.stdout)["unseen_question_score"]["score"] == 100.0
+    monkeypatch.delenv("RAGVQA_DATA", raising=False)
+    result = runner.invoke(app, roles[:-2])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: no qtypes file: pass --qtypes, or set RAGVQA_DATA")
+    assert result.stderr.count("\n") == 1
+
+
+def test_score_names_the_known_benchmarks(tmp_path):
+    result = runner.invoke(app, ["score", "infoseak", "--predictions", str(tmp_path / "p")])
+    assert result.exit_code == 2
+    assert "unknown benchmark 'infoseak'" in result.stderr
+    assert "did you mean 'infoseek'" in result.stderr and result.stderr.count("\n") == 1
+    help_text = runner.invoke(app, ["score", "--help"], env={"COLUMNS": "400"}).stdout
+    listed = help_text.split("Benchmark: one of ", 1)[1].split(" (the registered")[0]
+    assert {"evqa", "infoseek", "wn-wiki"} <= set(listed.split(", ")) and "--file" in help_text

@@ -38,6 +38,9 @@ def test_cli_and_scorers_import_no_heavy_library():
         "import ragvqa.cli.main, ragvqa.eval.infoseek_scorer, ragvqa.eval.evqa_scorer\n"
         "import ragvqa.data.infoseek, ragvqa.data.evqa, ragvqa.data.m2kr, ragvqa.eval.bem\n"
         "import ragvqa.models, ragvqa.models.config, ragvqa.cli.train\n"
+        # `ragvqa score NAME` loads the plug-in (its loader and scorer) and nothing heavier
+        "import ragvqa.benchmarks.infoseek, ragvqa.benchmarks.evqa, ragvqa.benchmarks.wn_wiki\n"
+        "import ragvqa.benchmarks.files\n"
         f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -10,13 +10,17 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from ragvqa.benchmarks import get_benchmark
 from ragvqa.benchmarks.base import Benchmark
+from ragvqa.cli.main import app
 from ragvqa.errors import UserError
 from ragvqa.kb.build import BuildParams, build_kb
 from ragvqa.kb.store import KBStore
-from ragvqa.types import ExampleScore, Prediction
+from ragvqa.pipeline import Pipeline
+from ragvqa.run.runner import BenchRunner, BenchSpec
+from ragvqa.types import ExampleScore, Generation, Prediction
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "benchmarks" / "wn-wiki"
@@ -277,11 +281,11 @@ def test_exact_match_after_normalisation_against_any_answer(tmp_path):
     assert result.metrics == {"accuracy": 80.0, "counts": {"scored": 5, "correct": 4}}
     assert (result.coverage["unknown_ids"], result.coverage["missing_predictions"]) == (1, 1)
     # `ragvqa compare`: one group holding every question; both ways give the same accuracy
-    assert all(bench.in_first_group("", "") for _ in result.per_example)
-    assert bench.from_counts(5, 4, 0, 0) == {"accuracy": 80.0}
+    assert bench.groups == ("all",) and bench.group_of("", "") == "all"
+    assert bench.from_group_counts({"all": (5, 4)}) == {"accuracy": 80.0}
     assert bench.aggregate(result.per_example) == {"accuracy": 80.0}
-    assert bench.from_counts(3, 1, 0, 0) == {"accuracy": 33.33}
-    assert bench.from_counts(0, 0, 0, 0) == {"accuracy": None}
+    assert bench.from_group_counts({"all": (3, 1)}) == {"accuracy": 33.33}
+    assert bench.from_group_counts({"all": (0, 0)}) == {"accuracy": None}
     assert bench.headline == ("accuracy",) and bench.scores_answers
 
 
@@ -290,6 +294,57 @@ def test_an_empty_prediction_matches_no_answer(tmp_path):
     rows = [{"data_id": "1", "question": "q", "answers": ["The"], "entity": "The"}]
     examples = bench.load({"questions": write(tmp_path / "q.jsonl", rows)})
     assert bench.score([Prediction("1", "")], examples, {}).metrics["accuracy"] == 0.0
+
+
+class _Reader:
+    """A reader without an engine: answers from a table, by a question text the prompt holds."""
+
+    def __init__(self, answers: dict[str, str]):
+        self.answers = answers
+
+    def generate(self, prompts, sampling):
+        texts = [
+            " ".join(part.text for m in p.messages for part in m.parts if hasattr(part, "text"))
+            for p in prompts
+        ]
+        return [
+            Generation(next((a for q, a in self.answers.items() if q in t), "?"), "table")
+            for t in texts
+        ]
+
+
+def test_score_gives_a_runs_bench_figures_from_the_shipped_questions(world, tmp_path):
+    """`ragvqa bench wn-wiki` on the first four shipped questions (reader: a table), then
+    `ragvqa score wn-wiki --predictions RUN/predictions.jsonl` with no file option: the
+    questions come from benchmark.yaml, the figures are the run's."""
+    rows = [json.loads(line) for line in (FOLDER / "questions.jsonl").open().readlines()[:4]]
+    answers = {
+        rows[0]["question"]: f"the {rows[0]['answers'][0].lower()}!",  # right once normalised
+        rows[1]["question"]: "French Revolution",  # wrong
+        rows[2]["question"]: rows[2]["answers"][-1],  # another name of the entity: right
+    }  # the fourth gets "?": wrong; accuracy 2 of 4
+    pipe = Pipeline.load(
+        world["pipeline"], ["retrieval.mode=none"], components={"generator": _Reader(answers)}
+    ).with_prompt("answer/no_retrieval@1")
+    spec = BenchSpec("wn-wiki", {"questions": str(FOLDER / "questions.jsonl")}, limit=4)
+    out = tmp_path / "run"
+    metrics = BenchRunner(pipe, spec, out, cache=tmp_path / "c", progress=False).run()
+    assert metrics["official"]["accuracy"] == 50.0
+    per = tmp_path / "e.jsonl"
+    args = ["score", "wn-wiki", "--predictions", str(out / "predictions.jsonl")]
+    result = CliRunner().invoke(app, [*args, "--per-example", str(per)])
+    assert result.exit_code == 0, result.output
+    scored = json.loads(result.stdout)
+    assert scored["accuracy"] == metrics["official"]["accuracy"] == 50.0
+    assert scored["counts"] == metrics["official"]["counts"] == {"scored": 4, "correct": 2}
+    assert (
+        scored["coverage"]["missing_predictions"]
+        == len((FOLDER / "questions.jsonl").read_text().splitlines()) - 4
+    )  # the whole shipped file was read; questions without a prediction do not count
+    lines = [json.loads(line) for line in per.read_text().splitlines()]
+    assert [x["score"] for x in lines] == [1, 0, 1, 0]
+    assert [x["data_id"] for x in lines] == [r["data_id"] for r in rows]
+    assert "Accuracy\t50.0" in result.stderr  # the table, beside the JSON on stdout
 
 
 # ---------------------------------------------------------------- files

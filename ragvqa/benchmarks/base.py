@@ -3,9 +3,9 @@
 A benchmark is one module under `ragvqa/benchmarks/` with a subclass of `Benchmark`, registered
 by name in `ragvqa.registry.BENCHMARKS` (or, from another package, in the `ragvqa.benchmarks`
 entry-point group), plus one YAML file, `benchmarks/<name>/benchmark.yaml`, with the default
-files under `${RAGVQA_DATA}` and the data-catalogue entries that provide them. Nothing outside
-the plug-in modules knows a benchmark by name: the runner, the CLI, `compare` and `data verify`
-ask the plug-in.
+files under `${RAGVQA_DATA}` and the data-catalogue entries that provide them (the one place
+that maps a benchmark to its data). Nothing outside the plug-in modules knows a benchmark by
+name: the runner, `bench`, `score`, `compare` and `data verify` ask the plug-in.
 
 A benchmark without answers to score (`scores_answers = False`, e.g. a passage-retrieval task)
 is run retrieval-only: recall@K without loading a reader.
@@ -23,6 +23,8 @@ from typing import Any, ClassVar
 from ragvqa.config import read_yaml
 from ragvqa.data.images import ImageRoots, resolve_images
 from ragvqa.errors import UserError
+from ragvqa.eval.names import metric_label
+from ragvqa.eval.predictions import coverage_line, load_predictions
 from ragvqa.resources import resource_dir
 from ragvqa.types import BenchmarkExample, ExampleScore, MetricResult, Prediction
 
@@ -133,15 +135,36 @@ class Benchmark(ABC):
         """The official scores of the predictions (a benchmark that `scores_answers`)."""
         raise UserError(f"benchmark {self.name!r} scores no answers (it is retrieval only)")
 
+    def score_file(self, predictions: str, files: Mapping[str, str]) -> ScoredFile:
+        """`ragvqa score`: a predictions JSONL scored against the files of `roles` (the
+        questions are read first, so a bad question file is named before a bad prediction).
+        The default loads both and calls `score`, as the runner does, so the figures are the
+        run's; a benchmark with a faster route (InfoSeek's answer key) overrides it."""
+        if not self.scores_answers:
+            raise UserError(f"benchmark {self.name!r} scores no answers (it is retrieval only)")
+        examples = self.load(files)
+        result = self.score(load_predictions(predictions), examples, files)
+        return ScoredFile.of(result)
+
+    def score_table(self, metrics: Mapping[str, Any]) -> ScoreTable:
+        """The table `ragvqa score` shows: by default the headline metrics, one row each."""
+        rows = tuple((metric_label(key), cell(dotted(metrics, key))) for key in self.headline)
+        return ScoreTable(self.title or self.name, ("metric", "value"), rows)
+
     # -- paired comparison (`ragvqa compare`) ----------------------------------------------------
-    # The official aggregate of a benchmark is computed from two groups of questions (InfoSeek:
-    # unseen question / unseen entity splits; E-VQA: single-hop / two-hop): a bootstrap
-    # resample needs only each group's question and hit counts.
-    def in_first_group(self, question_type: str, split: str) -> bool:
+    # The official aggregate of a benchmark is computed from the hit counts of groups of
+    # questions (InfoSeek: unseen question / unseen entity; E-VQA: single-hop / two-hop;
+    # wn-wiki: one group of all): a bootstrap resample needs only each group's question and hit
+    # counts. `groups` names them, in the order the official scorer reports them.
+    groups: ClassVar[tuple[str, ...]] = ()
+
+    def group_of(self, question_type: str, split: str) -> str:
+        """Which of `groups` a question with this type and split belongs to."""
         raise UserError(f"benchmark {self.name!r} has no official score to compare")
 
-    def from_counts(self, n1: int, h1: int, n2: int, h2: int) -> dict[str, float | None]:
-        """The official metrics from the groups' counts, rounded as the official scorer does."""
+    def from_group_counts(self, counts: Mapping[str, tuple[int, int]]) -> dict[str, float | None]:
+        """The official metrics from each group's (questions, hits), rounded as the official
+        scorer does; `counts` has every name of `groups`."""
         raise UserError(f"benchmark {self.name!r} has no official score to compare")
 
     def aggregate(self, scores: Sequence[ExampleScore]) -> dict[str, float | None]:
@@ -153,6 +176,49 @@ class Benchmark(ABC):
     ) -> ExampleScore:
         """A run record's score as the scorer's aggregation reads it."""
         return ExampleScore(data_id, score, question_type, split, method)
+
+
+@dataclass(frozen=True)
+class ScoredFile:
+    """What `ragvqa score` reports of a predictions file: the metrics (official structure),
+    coverage, the scored predictions' ids and 0/1 scores (prediction order), and the notes for
+    stderr, in order (the coverage line among them)."""
+
+    metrics: dict[str, Any]
+    coverage: dict[str, Any]
+    ids: list[str]
+    scores: list[int]
+    notes: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, result: MetricResult, notes: Sequence[str] | None = None) -> ScoredFile:
+        """From a scorer's `MetricResult`; `notes` default to the coverage line alone."""
+        ids = [s.example_id for s in result.per_example]
+        scores = [s.score for s in result.per_example]
+        lines = tuple(notes) if notes is not None else (coverage_line(result.coverage),)
+        return cls(result.metrics, result.coverage, ids, scores, lines)
+
+
+@dataclass(frozen=True)
+class ScoreTable:
+    """A table of strings for people: its title, column names (the first left-aligned, the
+    others right-aligned) and rows."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+def cell(value: Any) -> str:
+    """A metric in a table: "-" for None (a group without questions)."""
+    return "-" if value is None else f"{value}"
+
+
+def dotted(data: Any, key: str) -> Any:
+    """`data["a"]["b"]` for "a.b"; None where a part is missing."""
+    for part in key.split("."):
+        data = data.get(part) if isinstance(data, Mapping) else None
+    return data
 
 
 def percent(hits: int, n: int) -> float | None:

@@ -9,12 +9,15 @@ metrics: `single_hop` and `all`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from ragvqa.benchmarks.base import Benchmark, FileRole, percent
+from ragvqa.benchmarks.base import Benchmark, FileRole, ScoredFile, ScoreTable, cell, percent
 from ragvqa.data.evqa import load_evqa
 from ragvqa.eval.evqa_scorer import aggregate_evqa, score_evqa
+from ragvqa.eval.predictions import coverage_line, load_predictions
 from ragvqa.types import BenchmarkExample, ExampleScore, MetricResult, Prediction
+
+GROUPS = ("single_hop", "two_hop", "all")
 
 
 class EncyclopedicVQA(Benchmark):
@@ -47,18 +50,39 @@ class EncyclopedicVQA(Benchmark):
         examples: Sequence[BenchmarkExample],
         files: Mapping[str, str],
     ) -> MetricResult:
-        bem = None
-        if files.get("bem"):
-            from ragvqa.eval.bem import BemModel  # torch, transformers
+        return score_evqa(predictions, examples, _bem(files))
 
-            bem = BemModel(files["bem"])
-        return score_evqa(predictions, examples, bem)
+    def score_file(self, predictions: str, files: Mapping[str, str]) -> ScoredFile:
+        """Integer ids in the predictions are row numbers too; notes say how it was scored (EM
+        only, or EM + BEM) and how many BEM inputs were trimmed."""
+        examples = self.load(files)
+        preds = load_predictions(predictions, int_ids_as_str=True)
+        bem = _bem(files)
+        result = score_evqa(preds, examples, bem)
+        hint = "" if bem is not None else " (pass --bem-model for the official EM + BEM score)"
+        notes = [f"scoring: {result.metrics['scoring']}{hint}", coverage_line(result.coverage)]
+        if bem is not None and bem.truncated:
+            notes.append(f"BEM inputs longer than 512 tokens trimmed: {bem.truncated}")
+        return ScoredFile.of(result, notes)
 
-    # groups: single-hop (first) / two-hop; a group without questions is None officially
-    def in_first_group(self, question_type: str, split: str) -> bool:
-        return question_type != "2_hop"
+    def score_table(self, metrics: Mapping[str, Any]) -> ScoreTable:
+        counts = metrics["counts"]
+        rows = [(group, cell(metrics[group]), str(counts[group])) for group in GROUPS]
+        rows += [
+            (f"  {qtype}", cell(value), str(counts[qtype]))
+            for qtype, value in metrics["by_question_type"].items()
+        ]
+        title = "Encyclopedic-VQA (official rules)"
+        return ScoreTable(title, ("group", "accuracy", "n"), tuple(rows))
 
-    def from_counts(self, n1: int, h1: int, n2: int, h2: int) -> dict[str, float | None]:
+    # groups: single-hop, two-hop; a group without questions is None officially
+    groups = ("single_hop", "two_hop")
+
+    def group_of(self, question_type: str, split: str) -> str:
+        return "two_hop" if question_type == "2_hop" else "single_hop"
+
+    def from_group_counts(self, counts: Mapping[str, tuple[int, int]]) -> dict[str, float | None]:
+        (n1, h1), (n2, h2) = counts["single_hop"], counts["two_hop"]
         return {
             "single_hop": percent(h1, n1),
             "two_hop": percent(h2, n2),
@@ -67,4 +91,13 @@ class EncyclopedicVQA(Benchmark):
 
     def aggregate(self, scores: Sequence[ExampleScore]) -> dict[str, float | None]:
         m = aggregate_evqa(scores)
-        return {k: m[k] for k in ("single_hop", "two_hop", "all")}
+        return {k: m[k] for k in GROUPS}
+
+
+def _bem(files: Mapping[str, str]) -> Any:
+    """The BEM model of the `bem` file, or None without one (exact match only)."""
+    if not files.get("bem"):
+        return None
+    from ragvqa.eval.bem import BemModel  # torch, transformers
+
+    return BemModel(files["bem"])

@@ -10,15 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from ragvqa.benchmarks.base import Benchmark, FileRole, percent
+from ragvqa.benchmarks.base import Benchmark, FileRole, ScoredFile, ScoreTable, cell, percent
 from ragvqa.data.fields import get_str
 from ragvqa.data.images import OvenImages
-from ragvqa.data.infoseek import load_infoseek
-from ragvqa.eval.infoseek_scorer import aggregate_infoseek, harmonic_mean, score_infoseek, split_of
+from ragvqa.data.infoseek import load_answer_key, load_infoseek
+from ragvqa.eval.infoseek_scorer import (
+    aggregate_infoseek,
+    harmonic_mean,
+    score_answer_key,
+    score_infoseek,
+    split_of,
+)
+from ragvqa.eval.predictions import coverage_line, read_predictions
 from ragvqa.io import iter_jsonl
 from ragvqa.types import BenchmarkExample, ExampleScore, MetricResult, Prediction
+
+SPLITS = ("unseen_question", "unseen_entity")
+SCORE_KEYS = ("score", "score_time", "score_num", "score_string")
 
 
 class InfoSeek(Benchmark):
@@ -63,12 +73,29 @@ class InfoSeek(Benchmark):
     ) -> MetricResult:
         return score_infoseek(predictions, examples)
 
-    # groups: unseen question (first) / unseen entity; an empty split scores 0 officially
-    def in_first_group(self, question_type: str, split: str) -> bool:
-        return split_of(split) == "unseen_question"
+    def score_file(self, predictions: str, files: Mapping[str, str]) -> ScoredFile:
+        """The answer-key route (issue 16): the same scores as `score`, without a typed object
+        per question or prediction."""
+        key = load_answer_key(files["questions"], files["qtypes"])
+        r = score_answer_key(*read_predictions(predictions), key)
+        return ScoredFile(r.metrics, r.coverage, r.ids, r.scores, (coverage_line(r.coverage),))
 
-    def from_counts(self, n1: int, h1: int, n2: int, h2: int) -> dict[str, float | None]:
-        uq, ue = percent(h1, n1) or 0, percent(h2, n2) or 0
+    def score_table(self, metrics: Mapping[str, Any]) -> ScoreTable:
+        rows = [
+            (split, *(cell(metrics[f"{split}_score"][k]) for k in SCORE_KEYS)) for split in SPLITS
+        ]
+        rows.append(("final (harmonic mean)", cell(metrics["final_score"]), "", "", ""))
+        columns = ("split", "score", "time", "numerical", "string")
+        return ScoreTable("InfoSeek (official rules)", columns, tuple(rows))
+
+    # groups: unseen question, unseen entity; an empty split scores 0 officially
+    groups = SPLITS
+
+    def group_of(self, question_type: str, split: str) -> str:
+        return split_of(split)
+
+    def from_group_counts(self, counts: Mapping[str, tuple[int, int]]) -> dict[str, float | None]:
+        uq, ue = (percent(hits, n) or 0 for n, hits in (counts[g] for g in SPLITS))
         return {
             "final_score": round(harmonic_mean(uq, ue), 2),
             "unseen_question_score": uq,

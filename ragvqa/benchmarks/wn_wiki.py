@@ -63,12 +63,15 @@ class WnWiki(Benchmark):
     ) -> MetricResult:
         return score_wn_wiki(predictions, examples)
 
-    # one group: every question is in the first, the second stays empty
-    def in_first_group(self, question_type: str, split: str) -> bool:
-        return True
+    # one group: every question
+    groups = ("all",)
 
-    def from_counts(self, n1: int, h1: int, n2: int, h2: int) -> dict[str, float | None]:
-        return {"accuracy": percent(h1 + h2, n1 + n2)}  # n2 = h2 = 0
+    def group_of(self, question_type: str, split: str) -> str:
+        return "all"
+
+    def from_group_counts(self, counts: Mapping[str, tuple[int, int]]) -> dict[str, float | None]:
+        n, hits = counts["all"]
+        return {"accuracy": percent(hits, n)}
 
     def aggregate(self, scores: Sequence[ExampleScore]) -> dict[str, float | None]:
         return {"accuracy": aggregate_wn_wiki(scores)["accuracy"]}

@@ -25,49 +25,37 @@ import typer
 
 from ragvqa.cli.common import print_json, say, stderr, user_errors
 
-# the demo world's benchmark files, relative to DIR (see `ragvqa.fixtures.world`)
-BENCHMARKS_YAML = """\
-# The demo world's benchmark files: `ragvqa bench NAME --pipeline pipeline.yaml` reads them
-# by default (paths relative to this file; command-line options win).
-infoseek:
-  questions: infoseek/questions.jsonl
-  qtypes: infoseek/qtypes.jsonl
-  withkb: infoseek/withkb.jsonl
-  images:
-    oven: infoseek/images
-evqa:
-  questions: evqa/test.csv
-  images:
-    landmarks: evqa/images
-"""
-
 
 def write_benchmarks_file(folder: Path) -> Path:
     """`folder/benchmarks.yaml` for the demo world in `folder` (kept when it exists: it may
-    have been edited)."""
+    have been edited): the world's benchmark files, relative to `folder`."""
     from ragvqa.cli.bench import LOCAL_FILES
+    from ragvqa.fixtures.world import benchmarks_yaml
     from ragvqa.io import atomic_writer
 
     path = folder / LOCAL_FILES
     if not path.exists():
         with atomic_writer(path) as fh:
-            fh.write(BENCHMARKS_YAML)
+            fh.write(benchmarks_yaml())
     return path
 
 
 def next_commands(folder: Path, image: Path, question: str) -> list[str]:
-    """The commands to paste after the demo, one per line: ask, bench twice (another
-    template), compare the two runs, report, and the E-VQA benchmark."""
+    """The commands to paste after the demo, one per line: ask, bench the world's first
+    benchmark twice (another template), compare the two runs, report, and bench the others."""
+    from ragvqa.fixtures.world import BENCHMARKS
+
     q = shlex.quote
     pipeline = q(str(folder / "pipeline.yaml"))
-    bench = f"ragvqa bench infoseek --pipeline {pipeline}"
+    first, *others = BENCHMARKS
+    bench = f"ragvqa bench {first} --pipeline {pipeline}"
     return [
         f"ragvqa answer --pipeline {pipeline} --image {q(str(image))} --question {q(question)}",
         f"{bench} --check --out runs/demo-a",
         f"{bench} --prompt answer/evidence_fallback@1 --out runs/demo-b",
         "ragvqa compare runs/demo-a runs/demo-b",
         "ragvqa report runs/demo-b",
-        f"ragvqa bench evqa --pipeline {pipeline} --check",
+        *(f"ragvqa bench {name} --pipeline {pipeline} --check" for name in others),
     ]
 
 
@@ -91,8 +79,7 @@ def demo_command(
             run_real_demo(folder, bench, limit)
             return
         from ragvqa.cli.answer import validate_image
-        from ragvqa.fixtures.world import world_folder, world_paths, write_world
-        from ragvqa.io import iter_jsonl
+        from ragvqa.fixtures.world import first_question, world_folder, world_paths, write_world
         from ragvqa.pipeline import Pipeline
 
         # only a missing or empty folder, or one a demo made (its marker), is written into;
@@ -106,12 +93,10 @@ def demo_command(
                 paths = write_world(folder, progress=True)
             write_benchmarks_file(folder)
             with Pipeline.load(paths["pipeline"]) as pipe:
-                _, first = next(iter_jsonl(paths["infoseek_questions"]))
-                image = paths["infoseek_images"] / first["image_id"][5:7]
-                image = image / f"{first['image_id']}.jpg"
-                answer = pipe.answer(validate_image(image), first["question"])
+                image, question = first_question(folder)
+                answer = pipe.answer(validate_image(image), question)
                 top = answer.passages[0].title if answer.passages else "-"
-                say(f"answer: {first['question']} -> {answer.text!r} (top evidence: {top})")
+                say(f"answer: {question} -> {answer.text!r} (top evidence: {top})")
                 runs = _benchmarks(pipe, folder, log=as_json) if bench else {}
         if as_json:
             print_json({"answer": answer.to_json(), "runs": runs})
@@ -120,23 +105,24 @@ def demo_command(
             "the demo proves that every stage and file format works.",
         )
         say("next, paste these one at a time:")
-        for command in next_commands(folder, image, first["question"]):
+        for command in next_commands(folder, image, question):
             say(f"  {command}")
 
 
 def _benchmarks(pipe: Any, folder: Path, log: bool = False) -> dict[str, Any]:
-    """Both demo benchmarks through `pipe` into folder/runs/NAME (files from benchmarks.yaml),
+    """The world's benchmarks through `pipe` into folder/runs/NAME (files from benchmarks.yaml),
     each one's summary table on stdout (`log`: on stderr); their metrics, by benchmark."""
     from ragvqa.benchmarks import get_benchmark
     from ragvqa.cli.bench import bench_spec, pipeline_defaults, summary
+    from ragvqa.fixtures.world import BENCHMARKS
     from ragvqa.run.runner import BenchRunner
 
     runs = {}
-    for name in ("infoseek", "evqa"):
+    for name in BENCHMARKS:
         plugin = get_benchmark(name)
         defaults = pipeline_defaults(folder / "pipeline.yaml", plugin)
         spec = bench_spec(plugin, {}, defaults=defaults)
         out = folder / "runs" / name
         runs[name] = BenchRunner(pipe, spec, out, cache=folder / "cache").run()
-        summary(plugin, runs[name], out, log=log, titled=True)  # two tables: each titled
+        summary(plugin, runs[name], out, log=log, titled=True)  # several tables: each titled
     return runs

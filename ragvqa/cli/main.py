@@ -31,7 +31,8 @@ from ragvqa.cli.index import app as index_app
 from ragvqa.cli.kb import app as kb_app
 from ragvqa.cli.prompts import app as prompts_app
 from ragvqa.cli.report import report_command
-from ragvqa.cli.score import app as score_app
+from ragvqa.cli.score import HELP as SCORE_HELP
+from ragvqa.cli.score import ScoreCommand, score_command
 from ragvqa.cli.serve import serve_command
 from ragvqa.cli.train import app as train_app
 
@@ -95,7 +96,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.add_typer(score_app, name="score")
+app.command("score", help=SCORE_HELP, cls=ScoreCommand)(score_command)
 app.add_typer(kb_app, name="kb")
 app.add_typer(index_app, name="index")
 app.add_typer(prompts_app, name="prompts")

@@ -1,4 +1,11 @@
-"""`ragvqa score infoseek|evqa`: official scores of a prediction file.
+"""`ragvqa score NAME --predictions P [--file ROLE=PATH ...]`: official scores of a prediction file.
+
+NAME is any registered benchmark plug-in (`infoseek`, `evqa`, `wn-wiki`, or one from another
+package); the plug-in says which files it reads (`--file ROLE=PATH`, with `--questions`,
+`--qtypes`, `--withkb` and `--bem` / `--bem-model` as aliases), how it scores (the same scorer as
+`ragvqa bench`, so the figures are the run's) and what its table shows. A required file not
+given comes from the plug-in's benchmark.yaml (under `$RAGVQA_DATA`, or shipped with it); an
+optional one (E-VQA's BEM) is read only when given, since it changes the scores.
 
 Contract (other tools rely on it): the metrics JSON goes to --output (or stdout when it is
 omitted), per-example 0/1 scores to --per-example, and a human-readable table to stdout when
@@ -13,20 +20,17 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+from typer.core import TyperCommand
 
 from ragvqa.cli.common import print_json, show_table, stderr, user_errors
 
-app = typer.Typer(
-    help="Score predictions exactly as the official InfoSeek and E-VQA scorers do.",
-    no_args_is_help=True,
-)
+if TYPE_CHECKING:
+    from ragvqa.benchmarks.base import ScoreTable
 
-PREDICTIONS = typer.Option(..., "--predictions", help="JSONL of {data_id, prediction}.")
-OUTPUT = typer.Option(None, "--output", help="Write the metrics JSON here (default: stdout).")
-PER_EXAMPLE = typer.Option(None, "--per-example", help="Write {data_id, score} JSONL here.")
+HELP = "Score a predictions file by a benchmark's official rules (any registered benchmark)."
 
 
 def _emit(
@@ -49,14 +53,11 @@ def _emit(
         print_json(document)
 
 
-def _check_paths(output: Path | None, per_example: Path | None, **inputs: Path) -> None:
+def _check_paths(output: Path | None, per_example: Path | None, inputs: dict[str, Path]) -> None:
     """Refuse, before scoring, an output that is one of the inputs (or the other output)."""
     from ragvqa.io import check_outputs
 
-    check_outputs(
-        {"--output": output, "--per-example": per_example},
-        {f"--{name.replace('_', '-')}": path for name, path in inputs.items()},
-    )
+    check_outputs({"--output": output, "--per-example": per_example}, inputs)
 
 
 @contextmanager
@@ -72,101 +73,77 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _coverage_line(coverage: dict[str, Any]) -> str:
-    line = f"scored {coverage['scored']} of {coverage['predictions']} predictions"
-    notes = []
-    if coverage["unknown_ids"]:
-        notes.append(f"{coverage['unknown_ids']} with unknown ids dropped")
-    if coverage["duplicate_ids"]:
-        notes.append(f"{coverage['duplicate_ids']} ids predicted more than once (each counted)")
-    if coverage["missing_predictions"]:
-        notes.append(
-            f"{coverage['missing_predictions']} of {coverage['questions']} questions have no "
-            "prediction (not counted)"
-        )
-    return line + ("; " + "; ".join(notes) if notes else "")
+def _table(view: ScoreTable) -> Any:
+    from rich.table import Table  # for the table only
+
+    table = Table(title=view.title)
+    for i, column in enumerate(view.columns):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in view.rows:
+        table.add_row(*row)
+    return table
 
 
-def _fmt(value: Any) -> str:
-    return "-" if value is None else f"{value}"
+class ScoreCommand(TyperCommand):
+    """`ragvqa score`: its help names every registered benchmark, read from the registry when
+    the help is shown (so `ragvqa` itself starts without reading the plug-ins' entry points)."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        from ragvqa.benchmarks import benchmark_names
+
+        names = ", ".join(benchmark_names())
+        for param in self.params:
+            if param.name == "benchmark":
+                param.help = f"Benchmark: one of {names} (the registered plug-ins)."
+        super().format_help(ctx, formatter)
 
 
-@app.command("infoseek")
-def infoseek(
-    predictions: Path = PREDICTIONS,
-    questions: Path = typer.Option(..., "--questions", help="Official infoseek_*.jsonl."),
-    qtypes: Path = typer.Option(..., "--qtypes", help="Official infoseek_*_qtype.jsonl."),
-    output: Path | None = OUTPUT,
-    per_example: Path | None = PER_EXAMPLE,
-) -> None:
-    """InfoSeek: per-split accuracy and the harmonic-mean final score (official rules)."""
-    with user_errors():
-        from ragvqa.data.infoseek import load_answer_key
-        from ragvqa.eval.infoseek_scorer import score_answer_key
-        from ragvqa.eval.predictions import read_predictions
-
-        inputs = {"predictions": predictions, "questions": questions, "qtypes": qtypes}
-        _check_paths(output, per_example, **inputs)
-        with _gc_paused():
-            key = load_answer_key(questions, qtypes)
-            result = score_answer_key(*read_predictions(predictions), key)
-        _emit(result.metrics, result.coverage, (result.ids, result.scores), output, per_example)
-        from rich.table import Table  # for the table only
-
-        table = Table(title="InfoSeek (official rules)")
-        for column in ("split", "score", "time", "numerical", "string"):
-            table.add_column(column, justify="left" if column == "split" else "right")
-        for split in ("unseen_question", "unseen_entity"):
-            m = result.metrics[f"{split}_score"]
-            table.add_row(
-                split, *(_fmt(m[k]) for k in ("score", "score_time", "score_num", "score_string"))
-            )
-        table.add_row("final (harmonic mean)", _fmt(result.metrics["final_score"]), "", "", "")
-        show_table(table, log=output is None)  # stdout: the JSON's when --output is not given
-        stderr.print(_coverage_line(result.coverage), highlight=False)
-
-
-@app.command("evqa")
-def evqa(
-    predictions: Path = PREDICTIONS,
-    questions: Path = typer.Option(..., "--questions", help="Official E-VQA CSV (test.csv)."),
-    output: Path | None = OUTPUT,
-    per_example: Path | None = PER_EXAMPLE,
-    bem_model: Path | None = typer.Option(
-        None, "--bem-model", help="HF-format BEM checkpoint; without it: exact match only."
+def score_command(
+    benchmark: str = typer.Argument(..., help="Benchmark: a registered plug-in's name."),
+    predictions: Path = typer.Option(..., "--predictions", help="JSONL of {data_id, prediction}."),
+    files: list[str] = typer.Option(
+        [],
+        "--file",
+        help="A file of the benchmark, ROLE=PATH (repeatable; any role the plug-in declares).",
+    ),
+    questions: Path | None = typer.Option(
+        None, "--questions", help="Questions file (InfoSeek JSONL, E-VQA test.csv, ...)."
+    ),
+    qtypes: Path | None = typer.Option(
+        None, "--qtypes", help="InfoSeek question-type JSONL (infoseek_*_qtype.jsonl)."
+    ),
+    withkb: Path | None = typer.Option(
+        None, "--withkb", help="InfoSeek withkb JSONL (gold entities)."
+    ),
+    bem: Path | None = typer.Option(
+        None,
+        "--bem",
+        "--bem-model",
+        help="E-VQA: HF-format BEM checkpoint; without it: exact match only.",
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", help="Write the metrics JSON here (default: stdout)."
+    ),
+    per_example: Path | None = typer.Option(
+        None, "--per-example", help="Write {data_id, score} JSONL here."
     ),
 ) -> None:
-    """Encyclopedic-VQA: single-hop, two-hop, all and per question type (official rules)."""
+    """Score predictions exactly as the benchmark's official scorer does."""
     with user_errors():
-        from ragvqa.data.evqa import load_evqa
-        from ragvqa.eval.evqa_scorer import score_evqa
-        from ragvqa.eval.predictions import load_predictions
+        from ragvqa.benchmarks import get_benchmark
+        from ragvqa.benchmarks.files import choose_files, flag, given_files
 
-        _check_paths(output, per_example, predictions=predictions, questions=questions)
-        examples = load_evqa(questions)
-        preds = load_predictions(predictions, int_ids_as_str=True)
-        bem = None
-        if bem_model is not None:
-            from ragvqa.eval.bem import BemModel
-
-            bem = BemModel(bem_model)
-        result = score_evqa(preds, examples, bem)
-        scores = ([s.example_id for s in result.per_example], [s.score for s in result.per_example])
-        _emit(result.metrics, result.coverage, scores, output, per_example)
-        m = result.metrics
-        from rich.table import Table  # for the table only
-
-        table = Table(title="Encyclopedic-VQA (official rules)")
-        table.add_column("group")
-        table.add_column("accuracy", justify="right")
-        table.add_column("n", justify="right")
-        for group in ("single_hop", "two_hop", "all"):
-            table.add_row(group, _fmt(m[group]), str(m["counts"][group]))
-        for qtype, value in m["by_question_type"].items():
-            table.add_row(f"  {qtype}", _fmt(value), str(m["counts"][qtype]))
-        show_table(table, log=output is None)  # stdout: the JSON's when --output is not given
-        hint = "" if bem is not None else " (pass --bem-model for the official EM + BEM score)"
-        stderr.print(f"scoring: {m['scoring']}{hint}", highlight=False)
-        stderr.print(_coverage_line(result.coverage), highlight=False)
-        if bem is not None and bem.truncated:
-            stderr.print(f"BEM inputs longer than 512 tokens trimmed: {bem.truncated}")
+        plugin = get_benchmark(benchmark)
+        aliases = {"questions": questions, "qtypes": qtypes, "withkb": withkb, "bem": bem}
+        given = given_files(plugin, files, aliases)
+        chosen = choose_files(plugin, given, plugin.defaults(), optional_defaults=False)
+        inputs = {"--predictions": predictions}
+        inputs |= {flag(role).removesuffix("=PATH"): Path(path) for role, path in chosen.items()}
+        _check_paths(output, per_example, inputs)
+        with _gc_paused():
+            result = plugin.score_file(str(predictions), chosen)
+        _emit(result.metrics, result.coverage, (result.ids, result.scores), output, per_example)
+        # stdout: the JSON's when --output is not given
+        show_table(_table(plugin.score_table(result.metrics)), log=output is None)
+        for line in result.notes:
+            stderr.print(line, highlight=False)

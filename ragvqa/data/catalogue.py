@@ -13,12 +13,18 @@
 
 `dest` is a relative path under the data root (`$RAGVQA_DATA`), the layout the benchmark files in
 `benchmarks/*/benchmark.yaml` use. The loader validates every entry and names the first bad one.
+
+Which benchmarks an entry serves (`Artefact.benchmarks`, the column of `ragvqa data list`) has
+one home: each shipped `benchmarks/<name>/benchmark.yaml`, whose `data:` mapping (the entries
+`ragvqa data fetch <name>` gets, one per default file) and `related_data:` list (other splits,
+knowledge bases, models) name the entries; `benchmark_data` reads them. A catalogue of one's own
+may still say `benchmarks:` in an entry; the shipped one does not.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -40,6 +46,7 @@ from ragvqa.data.catalogue_fields import (
     url,
 )
 from ragvqa.errors import UserError, did_you_mean
+from ragvqa.resources import resource_dir
 
 KINDS = ("url", "hub", "manual", "pypi")
 BUILDS = ("gguf-to-hf",)
@@ -214,13 +221,48 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
         raise UserError("a catalogue needs a non-empty 'artefacts' list", path=str(source))
     artefacts: list[Artefact] = []
     seen: set[str] = set()
+    uses = benchmark_data()
     for index, entry in enumerate(entries):
         artefact = _artefact(entry, index, str(source))
         if artefact.name in seen:
             raise UserError(f"duplicate artefact name {artefact.name!r}", path=str(source))
         seen.add(artefact.name)
+        if not artefact.benchmarks:  # said by the benchmarks' own files
+            artefact = replace(artefact, benchmarks=uses.get(artefact.name, ()))
         artefacts.append(artefact)
+    if path is None:  # the shipped catalogue: every entry a benchmark names must be in it
+        for name, (benchmark, *_) in uses.items():
+            if name not in seen:
+                where = resource_dir("benchmarks") / benchmark / "benchmark.yaml"
+                raise UserError(unknown_name_message(name, sorted(seen)), path=str(where))
     return Catalogue(tuple(artefacts), str(source))
+
+
+def benchmark_data(folder: str | Path | None = None) -> dict[str, tuple[str, ...]]:
+    """Catalogue name -> the benchmarks that use it, in the order of their names, from each
+    `<folder>/<benchmark>/benchmark.yaml` (default: the shipped benchmarks): the values of its
+    `data:` mapping and the names of its `related_data:` list.
+
+    Raises:
+        UserError: naming the file whose `data:` or `related_data:` is malformed.
+    """
+    root = Path(folder) if folder is not None else resource_dir("benchmarks")
+    uses: dict[str, list[str]] = {}
+    for path in sorted(root.glob("*/benchmark.yaml")):
+        spec = read_yaml(path)
+        data, related = spec.get("data") or {}, spec.get("related_data") or []
+        names = [*data.values()] if isinstance(data, dict) else None
+        if names is None or not isinstance(related, list):
+            raise UserError(
+                "data: must map roles to names, related_data: list names", path=str(path)
+            )
+        for name in [*names, *related]:
+            if not isinstance(name, str):
+                raise UserError(f"catalogue names are strings, not {name!r}", path=str(path))
+            users = uses.setdefault(name, [])
+            if path.parent.name not in users:
+                users.append(path.parent.name)
+    return {name: tuple(users) for name, users in uses.items()}
 
 
 def _artefact(entry: Any, index: int, source: str) -> Artefact:
@@ -257,7 +299,7 @@ def _artefact(entry: Any, index: int, source: str) -> Artefact:
         kind=kind,
         dest=dest(entry["dest"], fail),
         license=entry["license"],
-        benchmarks=strings(entry.get("benchmarks"), "benchmarks", fail, required=True),
+        benchmarks=strings(entry.get("benchmarks"), "benchmarks", fail),
         size=count(entry.get("size"), "size", fail),
         size_exact=flag(entry.get("size_exact", True), fail),
         sha256=sha256_hex(entry.get("sha256"), fail),

@@ -65,3 +65,20 @@ def write_score_columns(path: str | Path, ids: Iterable[str], scores: Iterable[i
     """Write E.jsonl: one `{"data_id", "score"}` line per scored prediction, in order (the
     columns of `InfoSeekScores`, or of a `MetricResult`'s per-example scores)."""
     write_jsonl(path, ({"data_id": i, "score": s} for i, s in zip(ids, scores, strict=True)))
+
+
+def coverage_line(coverage: dict[str, Any]) -> str:
+    """How predictions met questions, in one line for stderr: "scored 2 of 3 predictions; 1
+    with unknown ids dropped; ..." (each count said only when it is not zero)."""
+    line = f"scored {coverage['scored']} of {coverage['predictions']} predictions"
+    notes = []
+    if coverage["unknown_ids"]:
+        notes.append(f"{coverage['unknown_ids']} with unknown ids dropped")
+    if coverage["duplicate_ids"]:
+        notes.append(f"{coverage['duplicate_ids']} ids predicted more than once (each counted)")
+    if coverage["missing_predictions"]:
+        notes.append(
+            f"{coverage['missing_predictions']} of {coverage['questions']} questions have no "
+            "prediction (not counted)"
+        )
+    return line + ("; " + "; ".join(notes) if notes else "")
