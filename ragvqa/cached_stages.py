@@ -1,13 +1,13 @@
-"""The retrieval stages of a `Pipeline` through its stage cache, each timed, and the keys that
-cached and journalled results are stored under.
+"""The stage cache's side of the retrieval stages, and the keys cached and journalled results
+are stored under. It knows no `Pipeline`: it is given keys, parts and the stage to compute.
 
 Each stage's output is looked up under the key of everything it depends on (encode: encoder
 identity and dtype, question texts and the identity of each image: a hash of its bytes; search:
 the encode key, query ids, index and search settings; rerank: the search key and the reranker,
 its weights included), computed on a miss and saved. Without a cache every stage is computed. A
 stage's `timings` entry holds its seconds (0 when cached) and whether it was cached.
-`Pipeline.retrieve_batch` runs them in order; the stage functions themselves are the pipeline's
-`encode`, `search` and `rerank`.
+`Pipeline.retrieve_batch` runs the stages in order (the one stage loop) and hands each its
+compute function (`CachedStages`: `vectors` for encode, `results` for search and rerank).
 
 `read_keys` gives the generation journal's key of each reader batch: the reader's identity (its
 spec, the fingerprint of its weights, template and hash, settings and sampling) and, per
@@ -27,115 +27,91 @@ import functools
 import os
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragvqa.io import digest, sha256_file
 from ragvqa.models.encoders import weights_fingerprint
-from ragvqa.progress import ProgressBar
 from ragvqa.types import Answer, ImagePart, RetrievalResult, VQAQuery
 
 if TYPE_CHECKING:
-    from ragvqa.pipeline import Pipeline
+    from ragvqa.parts import KnowledgeBase, Template
+    from ragvqa.reader_settings import ReaderSettings
     from ragvqa.run.cache import StageCache
 
-RERANK_STEP = 32  # queries reranked per call (the progress bar's unit of work)
 Timings = dict[str, dict[str, Any]]
 
 
-def encode(
-    pipe: Pipeline, queries: Sequence[VQAQuery], cache: StageCache | None, timings: Timings
-) -> tuple[Any, Any, str]:
-    """(query vectors, image present flags, the encode key)."""
-    started = time.perf_counter()
-    key = digest(
-        {
-            "encoder": pipe.encoder_key(),
-            "dtype": pipe.encoder_dtype(),
-            "queries": [[q.question, image_identity(q.image_path)] for q in queries],
-        }
-    )
-    hit = cache.load_vectors(key) if cache is not None else None
-    if hit is None:
-        vectors, present = pipe.encode(queries)
-        if cache is not None:
-            cache.save_vectors(key, vectors, present)
-    else:
-        vectors, present = hit
-    _timed(timings, "encode", hit is not None, started)
-    return vectors, present, key
+def encode_key(identity: Any, dtype: str, queries: Sequence[VQAQuery]) -> str:
+    """The encode stage's key: the encoder's identity and dtype, each question and image."""
+    questions = [[q.question, image_identity(q.image_path)] for q in queries]
+    return digest({"encoder": identity, "dtype": dtype, "queries": questions})
 
 
-def search(
-    pipe: Pipeline,
-    queries: Sequence[VQAQuery],
-    vectors: Any,
-    encode_key: str,
-    cache: StageCache | None,
-    timings: Timings,
-) -> tuple[list[RetrievalResult], str]:
-    """(first-stage results, the search key)."""
-    started = time.perf_counter()
-    ids = [q.query_id for q in queries]
-    key = digest([encode_key, ids, pipe.index_key(), pipe.top_k, pipe.one_per_page])
-    results = cache.load_results("search", key, pipe.kb) if cache is not None else None
-    hit = results is not None
-    if results is None:
-        results = pipe.search(ids, vectors) if queries else []
-        if cache is not None:
-            cache.save_results("search", key, results)
-    _timed(timings, "search", hit, started)
-    return results, key
+class CachedStages:
+    """The stages of one retrieval through the stage cache (None: every stage computed), each
+    timed into `timings`; `kb` gives the KB that cached results' passages are read back from."""
+
+    def __init__(self, cache: StageCache | None, timings: Timings, kb: Callable[[], KnowledgeBase]):
+        self.cache, self.timings, self.kb = cache, timings, kb
+
+    def vectors(
+        self, key: Callable[[], str], compute: Callable[[], tuple[Any, Any]]
+    ) -> tuple[Any, Any, str]:
+        """(query vectors, image present flags, the key): the cache's, else `compute()`'s."""
+        started, cache = time.perf_counter(), self.cache
+        found = key()
+        hit = cache.load_vectors(found) if cache is not None else None
+        if hit is None:
+            vectors, present = compute()
+            if cache is not None:
+                cache.save_vectors(found, vectors, present)
+        else:
+            vectors, present = hit
+        _timed(self.timings, "encode", hit is not None, started)
+        return vectors, present, found
+
+    def results(
+        self, stage: str, key: Callable[[], str], compute: Callable[[], list[RetrievalResult]]
+    ) -> tuple[list[RetrievalResult], str]:
+        """(a search or rerank stage's results, its key): the cache's, else `compute()`'s."""
+        started, cache = time.perf_counter(), self.cache
+        found = key()
+        results = cache.load_results(stage, found, self.kb()) if cache is not None else None
+        hit = results is not None
+        if results is None:
+            results = compute()
+            if cache is not None:
+                cache.save_results(stage, found, results)
+        _timed(self.timings, stage, hit, started)
+        return results, found
 
 
-def rerank(
-    pipe: Pipeline,
-    queries: Sequence[VQAQuery],
-    results: list[RetrievalResult],
-    search_key: str,
-    cache: StageCache | None,
-    timings: Timings,
-    progress: bool,
-) -> list[RetrievalResult]:
-    """The reranked results (the search results as they are without a `rerank` section)."""
-    if not pipe.config.get("rerank"):
-        return results
-    started = time.perf_counter()
-    key = digest([search_key, pipe.rerank_key()])
-    ranked = cache.load_results("rerank", key, pipe.kb) if cache is not None else None
-    hit = ranked is not None
-    if ranked is None:
-        ranked = []
-        with ProgressBar("reranking", len(queries), enabled=progress) as bar:
-            for i in range(0, len(queries), RERANK_STEP):
-                chunk = queries[i : i + RERANK_STEP]
-                ranked += pipe.rerank(chunk, results[i : i + RERANK_STEP])
-                bar.advance(len(chunk))
-        if cache is not None:
-            cache.save_results("rerank", key, ranked)
-    _timed(timings, "rerank", hit, started)
-    return ranked
+def read_keys(
+    reader: Any,
+    template: Template,
+    settings: ReaderSettings,
+    chunks: Sequence[Sequence[Answer]],
+) -> list[str]:
+    """The generation journal's key of each reader batch: the reader's identity (`reader`:
+    `Pipeline.reader_key`, its spec, weights fingerprint, template, settings and sampling) and,
+    for each of the batch's questions, its id, the passages the reader is given and the prompt
+    `template` renders from them (`prompt_identity`)."""
+    return [
+        digest([reader, [prompt_identity(template, settings, a) for a in chunk]])
+        for chunk in chunks
+    ]
 
 
-def read_keys(pipe: Pipeline, chunks: Sequence[Sequence[Answer]]) -> list[str]:
-    """The generation journal's key of each reader batch: the reader's identity
-    (`Pipeline.reader_key`: spec, weights fingerprint, template, settings and sampling) and, for
-    each of the batch's questions, its id, the passages the reader is given and the prompt
-    rendered from them (`prompt_identity`)."""
-    reader = pipe.reader_key()
-    return [digest([reader, [prompt_identity(pipe, a) for a in chunk]]) for chunk in chunks]
-
-
-def prompt_identity(pipe: Pipeline, answer: Answer) -> list[Any]:
+def prompt_identity(template: Template, settings: ReaderSettings, answer: Answer) -> list[Any]:
     """What the reader is given for one question: its id, the ids of the passages it may read
     and the template rendered with them, every message text and each image by the hash of its
     bytes. The render is the one before fitting to the context: the fitted prompt follows from
     it, the reader's tokenizer and its settings, which the reader's identity holds."""
-    settings = pipe.reader_settings
     evidence = list(answer.passages[: settings.passages])
     image = answer.image if settings.images else None
-    prompt = pipe.template.render(question=answer.question, passages=evidence, image=image)
+    prompt = template.render(question=answer.question, passages=evidence, image=image)
     messages = [
         [
             m.role,

@@ -10,8 +10,13 @@ Components are built on first use, so `ragvqa answer` on a cached index never lo
 builder, and a run that only re-renders prompts never loads the encoder. A KB or index that is
 missing is built on first use when the file says where from (`kb.source`); otherwise the error
 says which path is missing and how to build it. A component given to the constructor
-(`components={"generator": g}`) is used as it is and never built. `start_generator` starts a
-vLLM reader in a background thread; `startup` records when each component loaded.
+(`components={"reader": r}`; `"generator"` is the old name) is used as it is and never built.
+`start_reader` starts a vLLM reader in a background thread; `startup` records when each
+component loaded.
+
+Each part is typed by its Protocol (`ragvqa.parts`). The settings are read from the validated
+`PipelineConfig` (`self.settings`): its defaults are the only ones. A reranker's class says
+which of the pipeline's parts its constructor takes (`needs`), so no type is special-cased here.
 
 The identities of the components (`encoder_key`, `index_key`, `rerank_key`, `reader_key`) are
 what stage caches and generation journals are keyed by. `ragvqa.pipeline.Pipeline` runs the
@@ -21,8 +26,6 @@ stages over these components.
 from __future__ import annotations
 
 import inspect
-import os
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
@@ -33,27 +36,34 @@ from typing import Any
 from ragvqa import cached_stages
 from ragvqa.config import Origins, build
 from ragvqa.errors import UserError
-from ragvqa.generate.base import Sampling
 from ragvqa.generate.context import fit_prompt, reader_token_counter
-from ragvqa.hub import resolve_input
 from ragvqa.index.manifest import MANIFEST as INDEX_MANIFEST
 from ragvqa.index.manifest import checkpoint_identity
 from ragvqa.kb.store import MANIFEST as KB_MANIFEST
 from ragvqa.kb.store import KBStore
+from ragvqa.locations import Locations
 from ragvqa.models.checkpoint import parse_dtype, resolve_device_dtype
 from ragvqa.models.encoders import check_kind
+from ragvqa.parts import Index, QueryEncoder, Reader, Reranker, Template
+from ragvqa.pipeline_calls import check_settings
 from ragvqa.prompts import PromptLibrary
 from ragvqa.reader_settings import ReaderSettings, reader_settings  # noqa: F401 (re-exported)
-from ragvqa.registry import GENERATORS, RERANKERS
-from ragvqa.resources import cache_root
-from ragvqa.schema import validate_pipeline
+from ragvqa.registry import READERS, RERANKERS
+from ragvqa.schema import PipelineConfig, validate_pipeline
 from ragvqa.schema.components import with_remote_code
-from ragvqa.schema.sections import ReaderSection, RetrievalSection
+from ragvqa.schema.sections import (
+    EncoderSection,
+    IndexSection,
+    ReaderSection,
+    RetrievalSection,
+)
 from ragvqa.startup import Background, StartupLog, since_start
-from ragvqa.types import ChatPrompt, RetrievedPassage
+from ragvqa.types import ChatPrompt, RetrievalResult, RetrievedPassage, VQAQuery
 
-ENV_VAR = re.compile(r"\$\{(\w+)\}")  # `${RAGVQA_DATA}` in a path
-COMPONENTS = ("encoder", "kb", "index", "generator", "reranker", "prompts", "template")
+COMPONENTS = ("encoder", "kb", "index", "reader", "reranker", "prompts", "template")
+# where a part is kept: the reader under its old name, `generator`, which tests and subclasses
+# still replace (`Pipeline.generator = ...`); `components={"generator": g}` still works too
+KEPT_AS = {"reader": "generator", "generator": "generator"}
 
 
 def _notice(message: str) -> None:
@@ -80,119 +90,106 @@ class Components:
         origins: Origins | None = None,
         trust_remote_code: bool = False,
     ):
-        given = dict(components or {})
-        if set(given) - set(COMPONENTS):
-            raise ValueError(f"unknown components {sorted(set(given) - set(COMPONENTS))}")
-        self.__dict__.update(given)  # the cached properties below find them already set
+        given = {KEPT_AS.get(k, k): v for k, v in (components or {}).items()}
+        if unknown := set(components or {}) - {*COMPONENTS, "generator"}:
+            raise ValueError(f"unknown components {sorted(unknown)}")
+        vars(self).update(given)  # the cached properties find them (a patched property wins)
         self._given = frozenset(given)  # the caller owns these: close() leaves them open
         self.startup = StartupLog()
-        typed = validate_pipeline(
+        self.settings: PipelineConfig = validate_pipeline(
             config, origins=origins, name=name or None, trust_remote_code=trust_remote_code
         )
+        self._origins, self._trust_remote_code = origins, trust_remote_code
         if trust_remote_code:
             config = with_remote_code(config)
         self.config, self.folder, self.name = config, folder, name or config.get("name", "")
-        self._cwd = Path.cwd()  # what relative roots from the environment are read against
-        self.reader_settings = reader_settings(typed.reader or ReaderSection())
-        retrieval = typed.retrieval or RetrievalSection()
+        self.where = Locations(folder, self.name)
+        self.reader_settings = reader_settings(self.settings.reader or ReaderSection())
+        retrieval = self.settings.retrieval or RetrievalSection()
         self.top_k, self.one_per_page = retrieval.top_k, retrieval.one_per_page
         self.retrieval_mode = retrieval.mode
 
+    def loaded(self, part: str) -> bool:
+        """Whether `part` ("encoder", "reader", ...) is built (or was given)."""
+        return KEPT_AS.get(part, part) in vars(self)
+
     # -- settings ----------------------------------------------------------------------------
     def path(self, value: str) -> str:
-        """A path from the file: `${VAR}`s expanded (`RAGVQA_CACHE`: the cache root), a
-        relative root from the environment read against the working directory the pipeline
-        was loaded in, then relative to the file's folder. A missing variable is one line."""
-
-        def root(found: re.Match[str]) -> str:
-            name = found.group(1)
-            raw = cache_root() if name == "RAGVQA_CACHE" else os.environ.get(name)
-            if not raw:
-                how = "the data root (see docs/data.md)" if name == "RAGVQA_DATA" else "a folder"
-                raise UserError(
-                    f"{value} is under ${{{name}}}: set {name} to {how}", path=self.name or None
-                )
-            return str(self._cwd / Path(raw).expanduser())
-
-        text = os.path.expanduser(ENV_VAR.sub(root, str(value)))
-        return str(Path(text) if Path(text).is_absolute() else (self.folder / text).resolve())
+        """A path from the file (`ragvqa.locations.Locations.path`)."""
+        return self.where.path(value)
 
     def model_ref(self, value: str) -> str:
-        """A local model folder (relative to the file) when it exists or the value names a
-        `${VAR}` root (an error then names the expanded path), else a hub id."""
-        local = self.path(value)
-        return local if Path(local).exists() or ENV_VAR.search(str(value)) else str(value)
-
-    def writable(self, folder: Path, key: str) -> Path:
-        """`folder` (what `key` names), refused in one line when it is inside the installed
-        package or its shipped pipelines: a relative path or root read against the package."""
-        from ragvqa.resources import resource_dir
-
-        for inside in (Path(__file__).resolve().parent, resource_dir("pipelines").resolve()):
-            if folder.resolve().is_relative_to(inside):
-                raise UserError(
-                    f"{key} is {folder}, inside ragvqa's installed files ({inside}): set "
-                    "RAGVQA_CACHE, or give an absolute path",
-                    path=self.name or None,
-                )
-        return folder
+        """A local model folder, else a hub id (`ragvqa.locations.Locations.model_ref`)."""
+        return self.where.model_ref(value)
 
     def section(self, name: str) -> dict[str, Any]:
+        """The raw mapping of a section (what runs record); refused when missing."""
         value = self.config.get(name)
         if not isinstance(value, dict):
             raise UserError(f"the pipeline has no '{name}' section", path=self.name or None)
         return value
 
+    @property
+    def _encoder(self) -> EncoderSection:
+        """The validated `encoder` section (refused in one line when the file has none)."""
+        self.section("encoder")
+        return self.settings.encoder or EncoderSection()
+
+    def _reader_spec(self) -> dict[str, Any]:
+        """The raw `reader.generator` mapping (what keys and records hold)."""
+        return self.section("reader").get("generator") or {}
+
+    def check(self) -> None:
+        """Fail now, before any model loads, on unknown templates or a missing reader
+        (`ragvqa.pipeline_calls.check_settings`)."""
+        check_settings(self)
+
     # -- components --------------------------------------------------------------------------
+    @cached_property
+    def _encoder_ref(self) -> str:
+        model = self.model_ref(self.section("encoder")["model"])
+        check_kind(model, self._encoder.type)
+        return model
+
     def encoder_model(self) -> str:
         """The encoder folder (or hub id), checked against the section's optional `type`
         (`ret` or `text`) from its config files: a mismatch is one line, before any loading."""
-        if "_encoder_model" not in self.__dict__:
-            spec = self.section("encoder")
-            model = self.model_ref(spec["model"])
-            check_kind(model, spec.get("type"))
-            self.__dict__["_encoder_model"] = model
-        return self.__dict__["_encoder_model"]
+        return self._encoder_ref
 
     @cached_property
-    def encoder(self) -> Any:
+    def encoder(self) -> QueryEncoder:
         from ragvqa.models.encoders import load_encoder  # a RetEncoder or a TextEncoder
 
-        spec = self.section("encoder")
+        spec = self._encoder
         with self.startup.span("encoder"):
             return load_encoder(
                 self.encoder_model(),
-                device=spec.get("device"),
-                dtype=parse_dtype(spec.get("dtype")),
-                batch_size=int(spec.get("batch_size", 64)),
+                device=spec.device,
+                dtype=parse_dtype(spec.dtype),
+                batch_size=spec.batch_size,
             )
 
     @cached_property
-    def kb(self) -> Any:
+    def kb(self) -> KBStore:
         spec = self.section("kb")
         folder = Path(self.path(spec["path"]))
         if not (folder / KB_MANIFEST).is_file() and spec.get("source"):
-            self._build_kb(self.writable(folder, "kb.path"), dict(spec["source"]))
+            self._build_kb(self.where.writable(folder, "kb.path"), dict(spec["source"]))
         with self.startup.span("kb"):
             return KBStore(folder)  # the manifest only: shards open when passages are read
 
     def _build_kb(self, folder: Path, source: dict[str, Any]) -> None:
         from ragvqa.kb.build import BuildParams, build_kb  # the KB readers
 
-        given = str(source.get("input", ""))  # ${RAGVQA_DATA}/...: an error names the expansion
-        source["input"] = resolve_input(self.path(given) if ENV_VAR.search(given) else given, self)
-        for key in ("images_dir", "images_map"):
-            if source.get(key):
-                source[key] = self.path(source[key])
         try:
-            params = BuildParams(**source)
+            params = BuildParams(**self.where.kb_source(source))
         except TypeError as exc:
             raise UserError(f"kb.source: {exc}", path=self.name or None) from None
         folder.mkdir(parents=True, exist_ok=True)
         build_kb(params, folder)
 
     @cached_property
-    def index(self) -> Any:
+    def index(self) -> Index:
         from ragvqa.index.build import faiss_settings_differ  # numpy, faiss
         from ragvqa.index.faiss_index import SEARCH_TIME
         from ragvqa.index.search import PassageIndex
@@ -200,19 +197,19 @@ class Components:
         spec = self.section("index")
         folder = Path(self.path(spec["path"]))
         wanted = spec.get("faiss") or {}
-        if spec.get("build", True):
+        if (self.settings.index or IndexSection()).build:
             if not (folder / INDEX_MANIFEST).is_file():
-                self._build_index(self.writable(folder, "index.path"), spec)
+                self._build_index(self.where.writable(folder, "index.path"))
             elif wanted and faiss_settings_differ(folder, wanted):
                 # the embedding shards in the folder are reused: only faiss is built again
                 _notice(f"rebuilding the faiss index in {folder} for index.faiss = {wanted}")
-                self._build_index(self.writable(folder, "index.path"), spec)
+                self._build_index(self.where.writable(folder, "index.path"))
         search = {k: v for k, v in wanted.items() if k in SEARCH_TIME}
         kb, identity = self.kb, self.encoder_key()
         with self.startup.span("index"):
             return PassageIndex(folder, kb, encoder_identity=identity, search=search)
 
-    def _build_index(self, folder: Path, spec: dict[str, Any]) -> None:
+    def _build_index(self, folder: Path) -> None:
         from ragvqa.index import faiss_index as fx  # numpy, faiss
         from ragvqa.index.build import IndexParams, build_index
 
@@ -220,86 +217,96 @@ class Components:
         params = IndexParams(
             kb=str(kb_folder),
             encoder=self.encoder_model(),
-            faiss=fx.FaissParams(**(spec.get("faiss") or {})),
-            doc_template=spec.get("doc_template"),  # None: the encoder kind's default
-            batch_size=int(self.section("encoder").get("batch_size", 64)),
+            faiss=fx.FaissParams(**(self.section("index").get("faiss") or {})),
+            doc_template=(self.settings.index or IndexSection()).doc_template,  # None: the kind's
+            batch_size=self._encoder.batch_size,
         )
-        build_index(params, folder, device=self.section("encoder").get("device"))
+        build_index(params, folder, device=self._encoder.device)
+
+    @property
+    def reader(self) -> Reader:
+        """The reader (kept as `generator`, its old name: see `KEPT_AS`)."""
+        return self.generator
 
     @cached_property
-    def generator(self) -> Any:
-        started = self.__dict__.get("_reader_start")
-        if started is not None:  # start_generator() is building it: wait for it
-            return started.result()
-        return self._build_generator()
+    def generator(self) -> Reader:
+        starting = getattr(self, "_reader_start", None)
+        if starting is not None:  # start_reader() is building it: wait for it
+            return starting.result()
+        return self._build_reader()
 
-    def _build_generator(self, started: float | None = None) -> Any:
+    def _build_reader(self, started: float | None = None) -> Reader:
         # a null setting removes what a base file set ("limit_mm_per_prompt: null")
-        spec = {
-            k: v
-            for k, v in (self.section("reader").get("generator") or {}).items()
-            if v is not None
-        }
+        spec = {k: v for k, v in self._reader_spec().items() if v is not None}
         if "model" in spec:
             spec["model"] = self.model_ref(spec["model"])
         spec.update(spec.pop("engine_args", None) or {})  # other vLLM engine arguments
         with self.startup.span("reader", started):  # started: when it was asked for
-            return build(GENERATORS, spec)
+            return build(READERS, spec)
 
-    def start_generator(self) -> None:
+    def start_reader(self) -> None:
         """Start the reader in a background thread when its class has `preload` (its start
         mostly waits on an engine process, as vLLM's does): `preload` imports here, then the
-        engine starts while this thread goes on; `generator` waits for it (and raises its
-        error). No-op for a reader built, given, starting, or a subclass's own `generator`."""
-        ours = isinstance(inspect.getattr_static(type(self), "generator"), cached_property)
-        if not ours or {"generator", "_reader_start"} & set(self.__dict__):
+        engine starts while this thread goes on; `reader` waits for it (and raises its error).
+        No-op for a reader built, given, starting, or a subclass's own `reader`/`generator`."""
+        ours = all(
+            inspect.getattr_static(type(self), n) is inspect.getattr_static(Components, n)
+            for n in ("reader", "generator")
+        )  # a subclass's (or a test's) own reader is never replaced
+        if not ours or self.loaded("reader") or hasattr(self, "_reader_start"):
             return
-        kind = (self.section("reader").get("generator") or {}).get("type")
-        if (preload := getattr(GENERATORS.get(str(kind)), "preload", None)) is None:
+        kind = self._reader_spec().get("type")
+        if (preload := getattr(READERS.get(str(kind)), "preload", None)) is None:
             return
         with self.startup.span("reader_import"):
             preload()
         asked = since_start()
-        self.__dict__["_reader_start"] = Background("reader", lambda: self._build_generator(asked))
+        self._reader_start = Background("reader", lambda: self._build_reader(asked))
+
+    start_generator = start_reader  # the old name
 
     @cached_property
-    def prompts(self) -> Any:
+    def prompts(self) -> PromptLibrary:
         return PromptLibrary()
 
     @cached_property
-    def template(self) -> Any:
+    def template(self) -> Template:
         return self.prompts.get(self.reader_settings.prompt)
 
     @cached_property
-    def reranker(self) -> Any:
-        spec = self.config.get("rerank")
+    def reranker(self) -> Reranker | None:
+        """The `rerank` section's reranker (None without one), given the parts its class
+        `needs` (the encoder and KB, the reader and templates, ...)."""
+        spec = dict(self.config.get("rerank") or {})
         if not spec:
             return None
-        spec = dict(spec)
-        kind = spec.get("type")
-        if kind == "ret_sections":
-            return build(RERANKERS, spec, encoder=self.encoder, kb=self.kb)
-        if kind == "entity_choice":
-            template = self.prompts.get(spec.pop("template", "rerank/entity_choice"))
-            sampling = Sampling(**spec.pop("sampling", {"max_tokens": 8}))
-            return build(
-                RERANKERS, spec, generator=self.generator, template=template, sampling=sampling
-            )
+        needs = getattr(RERANKERS.get(str(spec.get("type"))), "needs", ())
         if "model" in spec:
             spec["model"] = self.model_ref(spec["model"])
-        return build(RERANKERS, spec)
+        return build(RERANKERS, spec, **{part: getattr(self, part) for part in needs})
 
     def close(self) -> None:
         """Close what this pipeline built (an engine it started); given components stay open.
         An engine still starting in the background is closed by its thread once started."""
-        generator = self.__dict__.get("generator")
         if "generator" in self._given:
             return
-        if generator is not None and hasattr(generator, "close"):
-            generator.close()
-        started = self.__dict__.get("_reader_start")
-        if started is not None:
-            started.close()
+        if self.loaded("reader") and hasattr(self.generator, "close"):
+            self.generator.close()
+        starting = getattr(self, "_reader_start", None)
+        if starting is not None:
+            starting.close()
+
+    # -- the stages a part does alone ----------------------------------------------------------
+    def encode(self, queries: Sequence[VQAQuery]) -> tuple[Any, Any]:
+        """(query vectors [N, n, dim], image present flags [N])."""
+        vectors = self.encoder.encode_queries(queries)
+        return vectors, self.encoder.last_present
+
+    def search(self, query_ids: Sequence[str], vectors: Any) -> list[RetrievalResult]:
+        """The first-stage results of the queries' vectors."""
+        return self.index.retrieve(
+            list(query_ids), vectors, self.top_k, one_per_page=self.one_per_page
+        )
 
     # -- the reader's prompt -------------------------------------------------------------------
     def render(
@@ -313,23 +320,22 @@ class Components:
         def render(chosen: Sequence[Any]) -> ChatPrompt:
             return template.render(question=question, passages=chosen, image=image)
 
-        counter, context = self._token_counter()
+        counter, context = self.token_counter
         if counter is None:
             return render(evidence)
         return fit_prompt(render, evidence, counter, context, settings.sampling.max_tokens)
 
-    def _token_counter(self) -> tuple[Any, int]:
-        if "_counter" not in self.__dict__:
-            spec = self.section("reader").get("generator") or {}
-            # the reader's own context length when the pipeline does not set one
-            context = (
-                self.reader_settings.context
-                or spec.get("max_model_len")
-                or getattr(self.generator, "context_length", None)
-            )
-            counter = reader_token_counter(self.generator) if context else None
-            self.__dict__["_counter"] = (counter, int(context or 0))
-        return self.__dict__["_counter"]
+    @cached_property
+    def token_counter(self) -> tuple[Any, int]:
+        """(the reader's token counter, its context in tokens), or (None, 0) without one."""
+        # the reader's own context length when the pipeline does not set one
+        context = (
+            self.reader_settings.context
+            or self._reader_spec().get("max_model_len")
+            or getattr(self.reader, "context_length", None)
+        )
+        counter = reader_token_counter(self.reader) if context else None
+        return counter, int(context or 0)
 
     def evidence_count(self, prompt: ChatPrompt, passages: Sequence[RetrievedPassage]) -> int:
         """How many of the top passages `prompt` was rendered with: `passages` of them, less
@@ -339,17 +345,19 @@ class Components:
         return given - dropped if dropped < given else min(given, 1)
 
     # -- identities (stage cache keys) --------------------------------------------------------
+    @cached_property
+    def _encoder_identity(self) -> dict[str, Any]:
+        return checkpoint_identity(self.encoder_model())
+
     def encoder_key(self) -> dict[str, Any]:
         """The encoder's identity (config hash, weights fingerprint), read without loading it."""
-        if "_encoder_key" not in self.__dict__:
-            self.__dict__["_encoder_key"] = checkpoint_identity(self.encoder_model())
-        return self.__dict__["_encoder_key"]
+        return self._encoder_identity
 
     def encoder_dtype(self) -> str:
         """The dtype queries are encoded in (the section's `dtype`, else the device's default),
         by name: encodings in another dtype are other results, so it is part of cache keys."""
-        spec = self.section("encoder")
-        _, dtype = resolve_device_dtype(spec.get("device"), parse_dtype(spec.get("dtype")))
+        spec = self._encoder
+        _, dtype = resolve_device_dtype(spec.device, parse_dtype(spec.dtype))
         return str(dtype).removeprefix("torch.")
 
     def index_key(self) -> dict[str, Any]:
@@ -363,8 +371,8 @@ class Components:
     def rerank_key(self) -> Any:
         """The reranker's settings and the identity of the model it runs (weights included)."""
         spec = self.config.get("rerank")
-        if spec and spec.get("type") == "entity_choice":
-            reader = self.section("reader").get("generator") or {}
+        if spec and "reader" in getattr(RERANKERS.get(str(spec.get("type"))), "needs", ()):
+            reader = self._reader_spec()  # a reranker that asks the reader (entity_choice)
             return {"rerank": spec, "reader": reader, "weights": self._weights_key(reader)}
         if spec and spec.get("model"):
             return {"rerank": spec, "model": self._weights_key(spec)}
@@ -381,7 +389,7 @@ class Components:
         }
 
     def reader_key(self) -> dict[str, Any]:
-        generator = self.section("reader").get("generator") or {}
+        generator = self._reader_spec()
         return {
             "generator": self.section("reader").get("generator"),
             "weights": self._weights_key(generator),

@@ -1,11 +1,13 @@
-"""File I/O at the edges: JSONL reading with line numbers, atomic writes, file hashes.
+"""File I/O at the edges: JSON and JSONL reading with line numbers, atomic writes, file hashes.
 
 Readers raise `UserError` naming the file and line of the first bad record, so a malformed
-file never ends in a traceback. Writers go through a temporary file and an atomic rename, so an
-interrupted run never leaves a half-written output in place of a good one; the file put in place
-has the mode a plain `open()` gives (0666 less the umask), and a full disk or a read-only file
-system is a one-line `UserError` naming the file. `check_outputs` refuses an output path that is
-one of the command's inputs (also through a symlink or a hard link) before any work is done.
+file never ends in a traceback; `read_json` is the one way ragvqa reads a JSON file. Writers go
+through a temporary file and an atomic rename (`write_new`, for a file that must not exist
+yet: a hard link, which never replaces one), so an interrupted run never leaves a half-written
+output in place of a good one; the file put in place has the mode a plain `open()` gives (0666
+less the umask), and a full disk or a read-only file system is a one-line `UserError` naming
+the file. `check_outputs` (in `ragvqa.outputs`, re-exported here) refuses an output path that
+is one of the command's inputs before any work is done.
 
 A writer killed between creating its temporary file and the rename (`kill -9`, a power cut)
 leaves the temporary file behind. Its name says who made it, `.<name>.<host>.<pid>.<8 hex>.tmp`,
@@ -18,7 +20,6 @@ from __future__ import annotations
 import errno
 import functools
 import hashlib
-import itertools
 import json
 import os
 import re
@@ -26,12 +27,13 @@ import secrets
 import socket
 import stat
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
 from ragvqa.errors import UserError
+from ragvqa.outputs import PathLike, check_output_folder, check_outputs  # noqa: F401 (re-exported)
 
 # errors of a write that the user fixes outside the program (space, quota, a read-only mount)
 WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
@@ -42,6 +44,11 @@ STALE_TEMPORARY_AGE = 24 * 3600
 # what follows ".<name>." in a temporary sibling's name: "<host>.<pid>.<8 hex>.tmp", or the
 # "<8 hex>.tmp" of earlier versions; the fixed ".<name>.tmp" of resumable builds is not matched
 _TEMPORARY = re.compile(r"(?:([A-Za-z0-9-]{1,32})\.([0-9]{1,10})\.)?[0-9a-f]{8}\.tmp")
+# `read_json`'s default for `missing`: a missing file is an error
+REQUIRED: Any = object()
+# a JSON value's kind by Python type, for "must be a JSON object, not an array"
+_JSON_KINDS = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number"}
+_JSON_KINDS |= {float: "number", type(None): "null"}
 
 
 def open_text(path: str | Path) -> IO[str]:
@@ -71,6 +78,75 @@ def decoded_lines(text: IO[str], path: str | Path) -> Iterator[str]:
             yield raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
         except UnicodeDecodeError:
             raise UserError("not UTF-8 text", path=str(path), line=lineno) from None
+
+
+def read_json(
+    path: str | Path,
+    *,
+    what: str = "file",
+    missing: Any = REQUIRED,
+    expect: type | tuple[type, ...] | None = None,
+    shape: str | None = None,
+    invalid: str | None = None,
+    max_bytes: int | None = None,
+) -> Any:
+    """The JSON document in a file (UTF-8), every problem a one-line `UserError` naming it.
+
+    Args:
+        what: What the file is, for the messages: "{what} not found", "cannot read {what}
+            (...)", "{what} is not valid JSON (<error>, column C)" with the line, "{what} must
+            be {shape}, not an array".
+        missing: Returned when there is no file at `path` (a state file not written yet);
+            without it, a missing file is an error.
+        expect: The type(s) the top-level value must have (`dict`, `list`).
+        shape: How `expect` reads in the message ("a JSON object {url: path}"); default
+            "a JSON object" and so on.
+        invalid: One message for a file that is not this kind of document (not UTF-8, not
+            JSON, of another type or over `max_bytes`), followed by what was wrong in
+            parentheses: "not a ragvqa KB build state; use a new --out folder (...)".
+        max_bytes: A larger file is refused unread (a multi-GB file with the expected name).
+
+    Raises:
+        UserError: naming the file (and the line, for JSON that does not parse).
+    """
+    p = Path(path)
+
+    def bad(detail: str, default: str, line: int | None = None) -> UserError:
+        message = f"{invalid} ({detail})" if invalid else f"{what} {default}"
+        return UserError(message, path=str(p), line=line)
+
+    try:
+        if max_bytes is not None and p.stat().st_size > max_bytes:
+            raise bad(f"over {max_bytes} bytes", f"is over {max_bytes} bytes")
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        if missing is not REQUIRED:
+            return missing
+        raise UserError(f"{what} not found", path=str(p)) from None
+    except IsADirectoryError:
+        raise UserError(f"{what} is a folder, expected a file", path=str(p)) from None
+    except OSError as exc:
+        raise UserError(f"cannot read {what} ({exc.strerror})", path=str(p)) from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise bad("not UTF-8 text", "is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        detail = f"{exc.msg}, column {exc.colno}"
+        raise bad(detail, f"is not valid JSON ({detail})", exc.lineno) from None
+    if expect is not None and not isinstance(data, expect):
+        kinds = expect if isinstance(expect, tuple) else (expect,)
+        wanted = shape or " or ".join(_a(f"JSON {_JSON_KINDS.get(t, t.__name__)}") for t in kinds)
+        found = _a(_JSON_KINDS[type(data)])
+        raise bad(f"found {found}", f"must be {wanted}, not {found}")
+    return data
+
+
+def _a(kind: str) -> str:
+    """`kind` with its article: "an array", "a JSON object", "null"."""
+    if kind == "null":
+        return kind
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
 
 
 def head_tail_sha256(path: str | Path, *, block: int = 1 << 20) -> str:
@@ -170,6 +246,28 @@ def write_json(path: str | Path, obj: Any) -> None:
         fh.write("\n")
 
 
+def write_new(path: str | Path, text: str, *, exists: str = "exists already") -> None:
+    """Write a text file that must not exist yet, whole or not at all: a temporary sibling is
+    hard-linked into place (a link, unlike a rename, never replaces a file), so a file there,
+    even one a racing writer just made, is never overwritten. Missing folders are made.
+
+    Raises:
+        UserError: `exists` when the file exists; a write that failed, naming the file.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.link(tmp, target)
+    except FileExistsError:
+        raise UserError(exists, path=str(target)) from None
+    except OSError as exc:
+        raise UserError(f"cannot write ({exc.strerror})", path=str(target)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     """Write JSON lines atomically, one compact object per line."""
     import jsonlines
@@ -244,57 +342,6 @@ def umask() -> int:
     mask = os.umask(0o022)  # elsewhere: set and put back (not thread-safe, hence the above)
     os.umask(mask)
     return mask
-
-
-PathLike = str | Path | None
-
-
-def check_outputs(outputs: Mapping[str, PathLike], inputs: Mapping[str, PathLike]) -> None:
-    """Refuse, before any work, outputs that would replace an input or each other.
-
-    Args:
-        outputs: What a command writes, by the name the user knows it by (`--output`,
-            `--out/config.yaml`); None for an option not given.
-        inputs: What it reads, likewise. Files and folders are compared by identity (device
-            and inode), so a symlink or a hard link to an input is caught too.
-
-    Raises:
-        UserError: naming the output and the input it is.
-    """
-    given = [(name, Path(p)) for name, p in inputs.items() if p is not None and os.path.exists(p)]
-    wanted = [(name, Path(p)) for name, p in outputs.items() if p is not None]
-    for name, out in wanted:
-        for other, source in given:
-            if _same(out, source):
-                kind = "folder" if source.is_dir() else "file"
-                raise UserError(
-                    f"{name} is the same {kind} as {other}; refusing to overwrite an input",
-                    path=str(out),
-                )
-    for (name, a), (other, b) in itertools.combinations(wanted, 2):
-        if _same(a, b):
-            raise UserError(f"{name} and {other} are the same file", path=str(a))
-
-
-def check_output_folder(
-    folder: str | Path, names: Iterable[str], inputs: Mapping[str, PathLike], *, option: str
-) -> None:
-    """A folder a command writes the files `names` into: not a file, not an input folder, and
-    none of the files it writes is an input (`check_outputs`)."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"{option} is a file, expected a folder", path=str(folder))
-    outputs: dict[str, PathLike] = {option: folder}
-    outputs |= {f"{option}/{name}": folder / name for name in names}
-    check_outputs(outputs, inputs)
-
-
-def _same(a: Path, b: Path) -> bool:
-    """Whether two paths name one file: by identity when both exist, else by resolved path."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def sha256_file(path: str | Path, *, chunk: int = 1 << 20) -> str:

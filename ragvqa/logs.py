@@ -1,4 +1,5 @@
-"""What the heavy libraries print: one setting for the CLI and the Python API.
+"""What ragvqa and the heavy libraries print on stderr: one setting for the CLI and the Python
+API, ragvqa's one-line notes (`note`) and the escaping of user text for a terminal (`plain`).
 
 vLLM's and transformers' logs, torch's C++ warnings and Python warnings are hidden unless asked
 for: `ragvqa -v` (warnings) or `-vv` (information) on the command line, `set_verbosity(1)` or
@@ -10,14 +11,22 @@ Python applies the quiet level (0) when it starts its engine, unless `set_verbos
 
 Quiet, the library only hides warnings raised in those libraries (`QUIET_MODULES`), not the
 calling program's; the CLI hides every Python warning.
+
+`note` is the one way a library part (not a CLI command, which has `ragvqa.cli.common.say`)
+writes a line for the user beside stdout's results: `ragvqa: <message>` on stderr, flushed, so
+it shows at once and never mixes into `answer --json`. `plain` writes user-provided text's
+control characters as escapes, so a file cannot recolour, clear or rewrite the user's terminal;
+the CLI's `shown()` and `say()` use it, and so does any plain `print` of such text.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import warnings
+from typing import Any
 
 # level per verbosity (quiet, -v, -vv) of each library's variable, read at its import
 QUIET = {
@@ -78,3 +87,27 @@ def quiet_vllm_at_import() -> None:
     engine process whose entry point is ragvqa's) applies the level chosen in the environment."""
     if is_quiet():
         logging.getLogger("vllm").setLevel(logging.ERROR)
+
+
+# C0 and C1 controls, DEL, line and paragraph separators, bidirectional overrides and isolates
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def plain(value: Any) -> str:
+    """`value` as text for a terminal: control characters written as escapes (`\\n`,
+    `\\x1b`, `\\u202e`), everything else as it is."""
+    return _CONTROL.sub(_escape_char, str(value))
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def note(message: str) -> None:
+    """One line for the user on stderr, `ragvqa: <message>`, flushed at once (stdout stays for
+    results, e.g. `answer --json`)."""
+    print(f"ragvqa: {message}", file=sys.stderr, flush=True)

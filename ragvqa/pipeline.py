@@ -20,14 +20,16 @@ question, missing or unreadable image) comes back as an `Answer` whose `error` s
 others go on.
 
 Cold, `answer_batch` without a journal starts the reader's engine in a background thread before
-retrieving (`Components.start_generator`: vLLM's start is mostly waiting on its engine
-processes), so the encoder loads, encodes and searches meanwhile; `startup` says when each
-component loaded (docs/performance.md, "Cold answer").
+retrieving (`Components.start_reader`), so the encoder loads, encodes and searches meanwhile;
+`startup` says when each component loaded (docs/performance.md, "Cold answer"). The parts are
+typed by their Protocols (`ragvqa.parts`) and built by `Components`; the stage cache's lookups
+and keys are `ragvqa.cached_stages`, which knows no Pipeline. `variant(...)` makes the same
+pipeline with other settings, sharing the loaded parts.
 
 One `Pipeline` may be called from several threads: its calls (`answer`, `answer_batch`,
-`retrieve_batch`, `read_batch`, `close`) take turns on one lock, shared with the pipelines
-`with_prompt` makes (they share the engine). A closed pipeline refuses calls in one line.
-Loading a pipeline quiets vLLM, transformers and torch as the CLI does (`ragvqa.logs`).
+`retrieve_batch`, `read_batch`, `close`) take turns on one lock, shared with its variants
+(they share the engine). A closed pipeline refuses calls in one line. Loading a pipeline
+quiets vLLM, transformers and torch as the CLI does (`ragvqa.logs`).
 """
 
 from __future__ import annotations
@@ -41,31 +43,26 @@ from typing import TYPE_CHECKING, Any
 from ragvqa import cached_stages as cached
 from ragvqa import logs
 from ragvqa.components import Components
-from ragvqa.config import load_located, merge
-from ragvqa.data.images import check_image
+from ragvqa.config import load_located
 from ragvqa.errors import UserError
-from ragvqa.index.manifest import MANIFEST as INDEX_MANIFEST
-from ragvqa.kb.store import MANIFEST as KB_MANIFEST
+from ragvqa.io import digest
+from ragvqa.parts import Template
 from ragvqa.pipeline_calls import (
     Turns,
     check_image_arg,
+    check_index,
     check_queries,
+    check_query,
     check_text,
+    given_result,
     serialised,
 )
 from ragvqa.progress import ProgressBar, Spinner
-from ragvqa.registry import GENERATORS
+from ragvqa.rerank import in_steps
 from ragvqa.resources import resource_dir
 from ragvqa.startup import since_start
-from ragvqa.types import (
-    Answer,
-    ChatPrompt,
-    Generation,
-    Passage,
-    RetrievalResult,
-    RetrievedPassage,
-    VQAQuery,
-)
+from ragvqa.types import Answer, ChatPrompt, Generation, Passage, RetrievalResult, VQAQuery
+from ragvqa.variants import make_variant
 
 if TYPE_CHECKING:
     from ragvqa.run.cache import StageCache
@@ -83,16 +80,6 @@ def default_pipeline() -> Path:
     return resource_dir("pipelines") / "default.yaml"
 
 
-def check_query(query: VQAQuery) -> str | None:
-    """Why a query cannot be answered (None when it can): an empty question or a bad image.
-    A query with neither an image file nor an image id is a text-only question."""
-    if not query.question.strip():
-        return "empty question"
-    if query.image_path is None and query.image_id is None:
-        return None
-    return check_image(query.image_path)
-
-
 class Pipeline(Components):
     """A pipeline file's components (built on first use, or passed in) and the stages over them.
 
@@ -101,13 +88,15 @@ class Pipeline(Components):
         folder: The folder relative paths in `config` are read against.
         name: The pipeline's name or file, for messages and run records.
         components: Components to use instead of building them from `config` ("encoder",
-            "kb", "index", "generator", "reranker", "prompts", "template").
+            "kb", "index", "reader" (or its old name "generator"), "reranker", "prompts",
+            "template").
     """
 
     def __init__(self, *args: Any, **kwargs: Any):
         logs.quiet_by_default()  # as quiet as the CLI, unless set_verbosity chose a level
         super().__init__(*args, **kwargs)
         self._turns = Turns()
+        self._turns.members.add(self)
 
     @classmethod
     def load(
@@ -146,53 +135,34 @@ class Pipeline(Components):
         self.close()
 
     def close(self) -> None:
-        """Shut the reader's engine down (waiting for a call in another thread to finish);
-        later calls are refused with one line. A second close does nothing."""
+        """Shut the reader's engine down (waiting for a call in another thread to finish),
+        for this pipeline and its variants; later calls are refused with one line. A second
+        close does nothing."""
         with self._turns.lock:
             if not self._turns.closed:
                 self._turns.closed = True
-                super().close()
+                for member in list(self._turns.members):
+                    Components.close(member)
 
-    def check(self) -> None:
-        """Fail now, before any model loads, on unknown templates or a missing reader (the
-        schema refused unknown component types and keys at load)."""
-        if "generator" not in self.__dict__:
-            GENERATORS.get(str((self.section("reader").get("generator") or {}).get("type")))
-        if self.retrieval_mode == "none" and "passages" in self.template.inputs:
-            raise UserError(
-                f"template {self.template.ref} needs passages, and retrieval.mode is none "
-                "(answer/no_retrieval@1 needs none)",
-                path=self.name or None,
-            )
-        needed = {"index": ("encoder", "kb", "index"), "oracle": ("kb",), "none": ()}
-        keys = {"encoder": "model", "kb": "path", "index": "path"}
-        for name in needed[self.retrieval_mode]:
-            key = keys[name]
-            if not self.section(name).get(key):
-                raise UserError(
-                    f"the pipeline's '{name}' section needs '{key}'", path=self.name or None
-                )
+    def variant(
+        self,
+        *overrides: str,
+        template: Template | None = None,
+        share_lock: bool = True,
+        **settings: Any,
+    ) -> Pipeline:
+        """The same pipeline with other settings: `a.b=c` overrides (as `--set`), the
+        shorthands `prompt=` (reader.prompt) and `top_k=` (retrieval.top_k), or a `template`
+        object (a draft in no library). It shares the start-up log, every loaded part whose
+        settings it keeps (`ragvqa.variants`: a new template reuses the engine) and, unless
+        `share_lock` is false, the call lock and closing (the server's variants have one caller,
+        its worker, and must not hold up its stop). `variant(prompt="answer/no_retrieval")` is
+        the runner's baseline."""
+        return make_variant(self, overrides, template, settings, share_lock)
 
     def with_prompt(self, ref: str) -> Pipeline:
-        """The same pipeline with another answer template (the components are shared)."""
-        other = object.__new__(Pipeline)
-        other.__dict__.update(self.__dict__)
-        other.config = merge(self.config, {"reader": {"prompt": ref}})  # what runs record
-        other.reader_settings = replace(self.reader_settings, prompt=ref)
-        other.__dict__.pop("template", None)
-        return other
-
-    def _check_index(self) -> None:
-        """A built index's manifest checks (files, KB, encoder; not the faiss file: ms), so
-        that a mismatch fails before a reader's engine starts."""
-        if self.retrieval_mode != "index" or "index" in self.__dict__:
-            return
-        kb = Path(self.path(self.section("kb")["path"]))
-        folder = Path(self.path(self.section("index")["path"]))
-        if (kb / KB_MANIFEST).is_file() and (folder / INDEX_MANIFEST).is_file():
-            from ragvqa.index.search import check_index  # numpy
-
-            check_index(folder, self.kb, self.encoder_key())
+        """The same pipeline with another answer template: `variant(prompt=ref)`."""
+        return self.variant(prompt=ref)
 
     # -- the public API -------------------------------------------------------------------------
     @serialised
@@ -249,7 +219,7 @@ class Pipeline(Components):
         `none` (no passages), or `oracle`, which needs `evidence`: query id -> the passages to
         read instead of retrieving (a benchmark's gold entity; given, it wins in any mode).
         `start_reader`: the reading stages follow, so when a query is valid the reader starts
-        now in the background (`Components.start_generator`)."""
+        now in the background (`Components.start_reader`)."""
         check_queries(queries)
         ids = [q.query_id for q in queries]
         if len(set(ids)) != len(ids):
@@ -264,20 +234,15 @@ class Pipeline(Components):
         failed = {q.query_id: r for q in queries if (r := check_query(q)) is not None}
         valid = [q for q in queries if q.query_id not in failed]
         if start_reader and valid:
-            self._check_index()
-            self.start_generator()
+            check_index(self)
+            self.start_reader()
         results: dict[str, RetrievalResult] = {}
         if evidence is not None:
-            results = {q.query_id: _given(q.query_id, evidence.get(q.query_id, ())) for q in valid}
+            results = {
+                q.query_id: given_result(q.query_id, evidence.get(q.query_id, ())) for q in valid
+            }
         elif valid and self.retrieval_mode == "index":
-            vectors, present, key = cached.encode(self, valid, cache, timings)
-            for q, ok in zip(valid, present, strict=True):
-                if not ok and q.image_path is not None:  # text-only queries have none
-                    failed[q.query_id] = f"unreadable image: {q.image_path}"
-            keep = [i for i, q in enumerate(valid) if q.query_id not in failed]
-            valid = [valid[i] for i in keep]
-            found, key = cached.search(self, valid, vectors[keep], key, cache, timings)
-            ranked = cached.rerank(self, valid, found, key, cache, timings, progress)
+            valid, ranked = self._retrieve(valid, failed, cache, timings, progress)
             results = {r.query_id: r for r in ranked}
         share = {  # each question's share of the batched stages
             stage: t["seconds"] / max(len(queries), 1)
@@ -324,7 +289,7 @@ class Pipeline(Components):
         done: dict[str, Answer] = {}
         keys = [""] * len(chunks)
         if journal is not None:  # each batch's key: the reader and every prompt it renders
-            keys = cached.read_keys(self, chunks)
+            keys = cached.read_keys(self.reader_key(), self.template, self.reader_settings, chunks)
             batch = {a.query_id: k for c, k in zip(chunks, keys, strict=True) for a in c}
             done = journal.load(batch, todo)
         missing = [
@@ -333,9 +298,9 @@ class Pipeline(Components):
             if any(a.query_id not in done for a in c)
         ]
         local = read_chunks is None
-        if local and missing and "generator" not in self.__dict__:  # loads before the bar
+        if local and missing and not self.loaded("reader"):  # loads before the bar
             with Spinner("starting reader", enabled=progress):
-                _ = self.generator
+                _ = self.reader
         with ProgressBar(f"reading ({stage})", len(missing), enabled=progress) as bar:
             finished = (read_chunks or _in_turn)(self, [c for c, _ in missing], bar)
             for i, answers in finished:
@@ -349,28 +314,58 @@ class Pipeline(Components):
         return [done.get(a.query_id, a) for a in retrieved]
 
     # -- the stages ---------------------------------------------------------------------------
-    def encode(self, queries: Sequence[VQAQuery]) -> tuple[Any, Any]:
-        """(query vectors [N, n, dim], image present flags [N])."""
-        vectors = self.encoder.encode_queries(queries)
-        return vectors, self.encoder.last_present
-
-    def search(self, query_ids: Sequence[str], vectors: Any) -> list[RetrievalResult]:
-        return self.index.retrieve(
-            list(query_ids), vectors, self.top_k, one_per_page=self.one_per_page
+    def _retrieve(
+        self,
+        queries: list[VQAQuery],
+        failed: dict[str, str],
+        cache: StageCache | None,
+        timings: Timings,
+        progress: bool,
+    ) -> tuple[list[VQAQuery], list[RetrievalResult]]:
+        """Encode, search and rerank `queries` through the stage cache: (the queries with a
+        readable image, their results). Queries whose image is unreadable go to `failed`."""
+        stages = cached.CachedStages(cache, timings, lambda: self.kb)
+        vectors, present, key = stages.vectors(
+            lambda: cached.encode_key(self.encoder_key(), self.encoder_dtype(), queries),
+            lambda: self.encode(queries),
         )
+        for q, ok in zip(queries, present, strict=True):
+            if not ok and q.image_path is not None:  # text-only queries have none
+                failed[q.query_id] = f"unreadable image: {q.image_path}"
+        keep = [i for i, q in enumerate(queries) if q.query_id not in failed]
+        queries, vectors = [queries[i] for i in keep], vectors[keep]
+        ids = [q.query_id for q in queries]
+        found, key = stages.results(
+            "search",
+            lambda: digest([key, ids, self.index_key(), self.top_k, self.one_per_page]),
+            lambda: self.search(ids, vectors) if queries else [],
+        )
+        if not self.config.get("rerank"):
+            return queries, found
+        search_key = key
+        ranked, _ = stages.results(
+            "rerank",
+            lambda: digest([search_key, self.rerank_key()]),
+            lambda: self.rerank(queries, found, vectors, progress=progress),
+        )
+        return queries, ranked
 
     def rerank(
-        self, queries: Sequence[VQAQuery], results: Sequence[RetrievalResult]
+        self,
+        queries: Sequence[VQAQuery],
+        results: Sequence[RetrievalResult],
+        vectors: Any | None = None,
+        *,
+        progress: bool = False,
     ) -> list[RetrievalResult]:
-        reranker = self.reranker
-        if reranker is None:
+        """The results reranked (as they are without a reranker); `vectors`: the queries'
+        vectors from the encode stage, which the reranker may use instead of encoding."""
+        if self.reranker is None:
             return list(results)
-        if hasattr(reranker, "rerank_batch"):
-            return reranker.rerank_batch(queries, results, self.top_k)
-        return [reranker.rerank(q, r, self.top_k) for q, r in zip(queries, results, strict=True)]
+        return in_steps(self.reranker, queries, results, self.top_k, vectors, progress=progress)
 
     def generate(self, prompts: Sequence[ChatPrompt]) -> list[Generation]:
-        return self.generator.generate(list(prompts), self.reader_settings.sampling)
+        return self.reader.generate(list(prompts), self.reader_settings.sampling)
 
     def extract(self, raw: str) -> str:
         return self.template.extract_answer(raw)
@@ -403,10 +398,3 @@ def _in_turn(
     """Read the batches in this process, one after another (`read_batch`'s default)."""
     for i, chunk in enumerate(chunks):
         yield i, pipe._read_chunk(chunk)
-
-
-def _given(query_id: str, passages: Sequence[Passage]) -> RetrievalResult:
-    """Passages given instead of retrieved, in their order, each with score 1."""
-    return RetrievalResult(
-        query_id, tuple(RetrievedPassage(p, 1.0, i) for i, p in enumerate(passages))
-    )

@@ -14,16 +14,14 @@ templates render is seen. `update_golden` writes the missing and changed ones
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
 import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from ragvqa.errors import UserError
-from ragvqa.io import write_json
+from ragvqa.io import read_json, write_json, write_new
 from ragvqa.prompts import (
     _FRONT,
     LOCK,
@@ -141,19 +139,8 @@ def _checked(content: str, ref: str) -> PromptTemplate:
 
 
 def _write_new(target: Path, content: str) -> None:
-    """Write `content` to `target`, which must not exist: a temporary sibling hard-linked into
-    place, so the file appears whole or not at all and an existing version is never replaced."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
-    try:
-        tmp.write_text(content, encoding="utf-8")
-        os.link(tmp, target)
-    except FileExistsError:
-        raise UserError("exists: a version never changes", path=str(target)) from None
-    except OSError as exc:
-        raise UserError(f"cannot write ({exc.strerror})", path=str(target)) from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write a new version's file: whole or not at all, and never over an existing version."""
+    write_new(target, content, exists="exists: a version never changes")
 
 
 # --- golden renders -------------------------------------------------------------------------
@@ -182,7 +169,7 @@ def golden_problem(library: PromptLibrary, folder: str | Path, ref: str) -> str 
     path = golden_file(folder, ref)
     if not path.is_file():
         return f"{ref}: no golden render {path.name}; `{GOLDEN_COMMAND}` writes it"
-    if golden_render(library.get(ref)) != json.loads(path.read_text(encoding="utf-8")):
+    if golden_render(library.get(ref)) != read_json(path, what="golden render"):
         return (
             f"{ref}: renders differently from {path.name}; if the change is intended, run "
             f"`{GOLDEN_COMMAND}` and review the diff"
@@ -199,7 +186,7 @@ def update_golden(
     for ref in library.refs() if refs is None else refs:
         path = golden_file(folder, ref)
         render = golden_render(library.get(ref))
-        old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        old = read_json(path, what="golden render", missing=None)
         if old != render:
             write_json(path, render)
             done[ref] = "added" if old is None else "updated"

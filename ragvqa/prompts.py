@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ragvqa.errors import UserError, did_you_mean
-from ragvqa.io import write_json
+from ragvqa.io import read_json, write_json
 from ragvqa.prompt_render import neutralise, render, sample_render  # noqa: F401 (re-exported)
 from ragvqa.prompt_sandbox import (
     render_bounds,  # noqa: F401 (the server's import)
@@ -239,14 +238,10 @@ class PromptLibrary:
 
     def lock(self) -> dict[str, str]:
         path = self.root / LOCK
-        if not path.is_file():
-            return {}
-        try:
-            lock = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            lock = None
-        if not isinstance(lock, dict) or not all(isinstance(v, str) for v in lock.values()):
-            raise UserError("not a lock file: a JSON object {id@version: sha256}", path=str(path))
+        invalid = "not a lock file: a JSON object {id@version: sha256}"
+        lock = read_json(path, what=LOCK, missing={}, expect=dict, invalid=invalid)
+        if not all(isinstance(v, str) for v in lock.values()):
+            raise UserError(invalid, path=str(path))
         return lock
 
     def validate(self) -> list[str]:

@@ -11,14 +11,16 @@ from ragvqa.schema.sections import ReaderSection
 
 @dataclass(frozen=True)
 class ReaderSettings:
-    """How the reader is prompted: template, evidence count, image on/off, decoding."""
+    """How the reader is prompted: template, evidence count, image on/off, decoding. Made
+    from a validated `reader` section only (`reader_settings`), so it has no defaults of its
+    own: the section's are the only ones."""
 
-    prompt: str = "answer/evidence_short@1"
-    passages: int = 1
-    images: bool = True
-    sampling: Sampling = Sampling()
-    context: int | None = None
-    batch_size: int = 64
+    prompt: str
+    passages: int
+    images: bool
+    sampling: Sampling
+    context: int | None
+    batch_size: int
 
 
 def reader_settings(reader: ReaderSection) -> ReaderSettings:

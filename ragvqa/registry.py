@@ -4,6 +4,11 @@ A pipeline or a command names a component by key ("vllm", "infoseek", ...); the 
 the key to an import path and imports it only when asked, so listing or validating names never
 imports torch, vLLM or faiss. An unknown key gets a "did you mean" error. A registry with an
 entry-point group also finds what other installed packages declare in that group.
+
+A component's table entry here is its one registration: the class itself says what else there
+is to know about it, its arguments' schema (`args`, a `ragvqa.schema` section model; none: its
+constructor's signature) and the parts of the pipeline its constructor takes (`needs`, e.g.
+`("encoder", "kb")`), so neither the schema nor the pipeline keeps a table of its own.
 """
 
 from __future__ import annotations
@@ -44,6 +49,10 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._all())
 
+    def in_order(self) -> list[str]:
+        """The names as registered (built-in first), for pages that list them."""
+        return list(self._all()) if self.group is None else [*self._targets, *(self._plugins or {})]
+
     def __contains__(self, name: object) -> bool:
         return name in self._all()
 
@@ -77,7 +86,8 @@ RERANKERS = Registry(
     },
 )
 
-GENERATORS = Registry(
+# the YAML key stays `reader.generator` (users' files); the kind's errors say "generator" too
+READERS = Registry(
     "generator",
     {
         "vllm": "ragvqa.generate.vllm_backend:VLLMGenerator",
@@ -85,3 +95,4 @@ GENERATORS = Registry(
         "transformers": "ragvqa.generate.hf_backend:TransformersGenerator",
     },
 )
+GENERATORS = READERS  # the old name

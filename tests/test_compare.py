@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from ragvqa.benchmarks import benchmark_names, get_benchmark
 from ragvqa.cli.main import app
 from ragvqa.errors import UserError
 from ragvqa.eval.compare import compare_runs
@@ -18,6 +19,8 @@ from ragvqa.run.records import RunRecord
 from ragvqa.types import ExampleScore
 
 runner = CliRunner()
+# how compare_runs finds the plug-ins (eval/ does not import benchmarks/: the CLI passes these)
+PLUGINS = {"get_benchmark": get_benchmark, "benchmark_names": benchmark_names}
 
 
 def write_run(path: Path, records: list[RunRecord], **metrics: str) -> Path:
@@ -93,7 +96,7 @@ def _by_hand_runs(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_infoseek_metrics_and_flips_worked_by_hand(tmp_path):
     run_a, run_b = _by_hand_runs(tmp_path)
-    result = compare_runs(run_a, run_b, resamples=200)
+    result = compare_runs(run_a, run_b, resamples=200, **PLUGINS)
     assert (result.dataset, result.common, result.only_a, result.only_b) == ("infoseek", 9, 1, 1)
     assert result.unscored == 1
     m = {d.name: d for d in result.metrics}
@@ -156,7 +159,7 @@ def test_metrics_equal_the_scorers_aggregation_on_random_runs(tmp_path, dataset)
     rng = random.Random(7)
     for _ in range(15):
         run_a, run_b = _random_runs(tmp_path, rng, dataset)
-        result = compare_runs(run_a, run_b, resamples=5)
+        result = compare_runs(run_a, run_b, resamples=5, **PLUGINS)
         got = {d.name: d.b for d in result.metrics}
         lines = (run_b / "predictions.jsonl").read_text().splitlines()
         recs = [RunRecord.from_json(json.loads(line)) for line in lines]
@@ -180,7 +183,7 @@ def test_metrics_equal_the_scorers_aggregation_on_random_runs(tmp_path, dataset)
 def test_b_right_where_a_was_wrong_is_significant(tmp_path):
     run_a = write_run(tmp_path / "a", [evqa(f"e{i}", i % 2) for i in range(200)])
     run_b = write_run(tmp_path / "b", [evqa(f"e{i}", 1) for i in range(200)])
-    result = compare_runs(run_a, run_b)
+    result = compare_runs(run_a, run_b, **PLUGINS)
     m = {d.name: d for d in result.metrics}
     assert (m["all"].a, m["all"].b, m["all"].delta) == (50.0, 100.0, 50.0)
     assert m["all"].low > 0 and m["all"].excludes_zero
@@ -196,7 +199,7 @@ def test_identical_runs_give_an_interval_of_exactly_zero(tmp_path):
         evqa(f"e{i}", int(i % 3 == 0), "2_hop" if i % 4 == 0 else "automatic") for i in range(50)
     ]
     run_a, run_b = write_run(tmp_path / "a", records), write_run(tmp_path / "b", records)
-    result = compare_runs(run_a, run_b, resamples=300)
+    result = compare_runs(run_a, run_b, resamples=300, **PLUGINS)
     for d in result.metrics[:3]:  # single_hop, two_hop, all
         assert (d.delta, d.low, d.high, d.excludes_zero) == (0.0, 0.0, 0.0, False), d
     assert result.fixed == () and result.broken == ()
@@ -207,14 +210,14 @@ def test_one_flip_among_200_is_not_significant(tmp_path):
     run_a = write_run(tmp_path / "a", [evqa(f"e{i}", s) for i, s in enumerate(scores)])
     scores[1] = 0  # B loses one question A had right
     run_b = write_run(tmp_path / "b", [evqa(f"e{i}", s) for i, s in enumerate(scores)])
-    result = compare_runs(run_a, run_b, seed=3)
+    result = compare_runs(run_a, run_b, seed=3, **PLUGINS)
     d = next(d for d in result.metrics if d.name == "all")
     assert d.delta == pytest.approx(-0.5)
     # B - A = -0.5 x (times e1 is drawn, ~Poisson(1)): P(>= 4) = 1.9% < 2.5% < P(>= 3) = 8%,
     # and P(0) = 37% > 2.5%: the percentile interval is [-1.5, 0]
     assert (d.low, d.high, d.excludes_zero) == (-1.5, 0.0, False)
     assert [f.data_id for f in result.broken] == ["e1"] and result.fixed == ()
-    again = compare_runs(run_a, run_b, seed=3)
+    again = compare_runs(run_a, run_b, seed=3, **PLUGINS)
     assert again.metrics == result.metrics  # a fixed seed gives the same intervals
 
 
@@ -222,7 +225,7 @@ def test_runs_of_different_datasets_are_refused(tmp_path):
     run_a = write_run(tmp_path / "a", [infoseek("q0", "entity", 1)])
     run_b = write_run(tmp_path / "b", [evqa("q0", 1)])
     with pytest.raises(UserError, match="run B is evqa but run A .* is infoseek") as err:
-        compare_runs(run_a, run_b)
+        compare_runs(run_a, run_b, **PLUGINS)
     assert err.value.path == str(run_b)
 
 
@@ -230,9 +233,19 @@ def test_duplicate_ids_and_no_common_question_are_refused(tmp_path):
     run_a = write_run(tmp_path / "a", [evqa("e0", 1), evqa("e0", 0)])
     run_b = write_run(tmp_path / "b", [evqa("e1", 1)])
     with pytest.raises(UserError, match="'e0' appears twice"):
-        compare_runs(run_a, run_b)
+        compare_runs(run_a, run_b, **PLUGINS)
     with pytest.raises(UserError, match="no question in common"):
-        compare_runs(run_b, write_run(tmp_path / "c", [evqa("e2", 1)]))
+        compare_runs(run_b, write_run(tmp_path / "c", [evqa("e2", 1)]), **PLUGINS)
+
+
+def test_a_run_of_an_unregistered_benchmark_is_refused_with_the_names_passed_in(tmp_path):
+    """The names come from the `benchmark_names` the caller passes, checked before any lookup."""
+    record = evqa("e0", 1)
+    record.dataset = "nope"
+    run_a = write_run(tmp_path / "a", [record])
+    names = {"get_benchmark": get_benchmark, "benchmark_names": lambda: ["evqa", "infoseek"]}
+    with pytest.raises(UserError, match=r"unknown dataset 'nope' \(expected evqa, infoseek\)"):
+        compare_runs(run_a, write_run(tmp_path / "b", [evqa("e0", 1)]), **names)
 
 
 def test_cli_json_output(tmp_path):
@@ -288,3 +301,36 @@ def test_cli_names_the_runs_counts_changes_that_tie_and_prints_no_empty_table(tm
     assert "wrong in A, right in B" not in result.output
     assert "right in A, wrong in B" not in result.output
     assert "Single hop" in result.stdout and "single_hop" not in result.output
+
+
+def test_a_benchmark_of_three_groups_is_compared_from_each_groups_counts(tmp_path, monkeypatch):
+    """The tests' external glossary plug-in has three question groups (topics): the bootstrap
+    figures come from three (n, hits) pairs and match its own aggregate on the full sample."""
+    from ragvqa.registry import BENCHMARKS
+
+    monkeypatch.setitem(BENCHMARKS._targets, "glossary", "plugins.glossary:Glossary")
+    topics = ["city", "city", "river", "river", "person", "person"]
+
+    def run(name: str, scores: list[int]) -> Path:
+        records = [
+            RunRecord(data_id=f"g{i}", dataset="glossary", question="q", prediction=str(s),
+                      question_type=t, score=s)
+            for i, (t, s) in enumerate(zip(topics, scores, strict=True))
+        ]  # fmt: skip
+        return write_run(tmp_path / name, records)
+
+    # A: one right per topic (50 each, 50 all); B: both cities and rivers (100, 100, 0; 66.67)
+    result = compare_runs(
+        run("a", [1, 0, 1, 0, 1, 0]), run("b", [1, 1, 1, 1, 0, 0]), 300, **PLUGINS
+    )
+    got = {m.name: (m.a, m.b, m.delta) for m in result.metrics}
+    assert got == {
+        "all": (50.0, 66.67, 16.67),
+        "city": (50.0, 100.0, 50.0),
+        "river": (50.0, 100.0, 50.0),
+        "person": (50.0, 0.0, -50.0),
+    }
+    assert [f.data_id for f in result.fixed] == ["g1", "g3"]
+    assert [f.data_id for f in result.broken] == ["g4"]
+    person = next(m for m in result.metrics if m.name == "person")
+    assert person.high is not None and person.high <= 0  # B never right on a person

@@ -4,10 +4,12 @@ dotted key, exit 2, before any model loads; docs/pipeline-reference.md matches t
 
 from __future__ import annotations
 
+import ast
 import inspect
 import os
 import subprocess
 import sys
+import textwrap
 from dataclasses import MISSING, fields
 from pathlib import Path
 
@@ -18,10 +20,10 @@ from ragvqa.config import load_located
 from ragvqa.errors import UserError
 from ragvqa.fixtures.world import PIPELINE as WORLD_PIPELINE
 from ragvqa.pipeline import Pipeline
-from ragvqa.registry import GENERATORS, RERANKERS, Registry
+from ragvqa.registry import GENERATORS, READERS, RERANKERS, Registry
 from ragvqa.resources import resource_dir
 from ragvqa.schema import validate_pipeline
-from ragvqa.schema.components import GENERATOR_ARGS, RERANKER_ARGS
+from ragvqa.schema.components import component_args
 from ragvqa.schema.markdown import COMMAND, markdown
 from ragvqa.schema.validate import Checker, check_component
 
@@ -221,9 +223,9 @@ def test_a_plugin_component_is_checked_against_its_signature():
     registry = Registry("reranker", {"mine": f"{__name__}:PluginReranker"})
     checker = Checker(None, "p.yaml")
     spec = {"type": "mine", "alpha": 0.2, "depth": 2}
-    assert check_component(checker, registry, {}, spec, ("rerank",)) is None
+    assert check_component(checker, registry, spec, ("rerank",)) is None
     with pytest.raises(UserError) as err:
-        check_component(checker, registry, {}, {**spec, "dept": 3}, ("rerank",))
+        check_component(checker, registry, {**spec, "dept": 3}, ("rerank",))
     assert str(err.value) == (
         "p.yaml: rerank.dept: unknown argument; did you mean 'depth'? "
         "(known: encoder, alpha, depth)"
@@ -231,46 +233,91 @@ def test_a_plugin_component_is_checked_against_its_signature():
 
 
 def test_schema_defaults_are_the_defaults_the_code_applies():
-    """Each schema names exactly the settings of the dataclass or constructor it feeds, with
-    the same defaults, so the reference page tells the truth."""
-    from ragvqa.components import ReaderSettings
+    """Each schema names exactly the settings of the dataclass it feeds, and the dataclass
+    takes its defaults from the schema: none is written twice (no literal default in them)."""
     from ragvqa.generate.base import Sampling
+    from ragvqa.index.build import IndexParams
     from ragvqa.index.faiss_index import FaissParams
     from ragvqa.kb.build import BuildParams
-    from ragvqa.schema.sections import FaissSection, KBSource, ReaderSection, SamplingSection
+    from ragvqa.reader_settings import ReaderSettings
+    from ragvqa.schema.sections import (
+        EncoderSection,
+        FaissSection,
+        KBSource,
+        ReaderSection,
+        SamplingSection,
+    )
 
-    for schema, target, skip in (
-        (SamplingSection, Sampling, {"stop"}),
-        (FaissSection, FaissParams, set()),
-        (KBSource, BuildParams, set()),
-        (ReaderSection, ReaderSettings, {"sampling", "generator"}),
+    for schema, target in (
+        (SamplingSection, Sampling),
+        (FaissSection, FaissParams),
+        (KBSource, BuildParams),
+        (ReaderSection, ReaderSettings),
     ):
         names = {f.name: f.default for f in fields(target)}  # MISSING: required
-        declared = set(schema.model_fields) - {"generator"}
-        assert declared == set(names), schema
-        for name in declared - skip:
-            default = schema.model_fields[name].default
-            if default is PydanticUndefined:
-                assert names[name] is MISSING, (schema, name)
-            else:
-                assert default == names[name], (schema, name)
-    filled = {"encoder", "kb", "generator", "template"}  # given by the pipeline, not the file
-    for registry, schemas in ((GENERATORS, GENERATOR_ARGS), (RERANKERS, RERANKER_ARGS)):
-        assert set(schemas) == set(registry.names())
-        for kind, schema in schemas.items():
-            params = inspect.signature(registry.get(kind)).parameters
-            named = {n for n, p in params.items() if p.kind is not p.VAR_KEYWORD} - filled
+        assert set(schema.model_fields) - {"generator"} == set(names), schema
+        for name, default in names.items():
+            declared = schema.model_fields[name].default
+            if default is not MISSING:
+                assert default == (tuple(declared) if name == "stop" else declared), name
+            else:  # required here: required in the schema too, or the section's value is used
+                assert declared is PydanticUndefined or target is ReaderSettings, name
+        assert not _literal_defaults(target), (target, _literal_defaults(target))
+    assert IndexParams.batch_size == EncoderSection.model_fields["batch_size"].default
+    assert _literal_defaults(IndexParams) == {"rows_per_shard", "engine", "ray_actors"}  # CLI only
+
+
+def _literal_defaults(cls: type) -> set[str]:
+    """The fields of a dataclass whose default is written as a literal in its class body."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    return {
+        node.target.id
+        for node in tree.body[0].body
+        if isinstance(node, ast.AnnAssign)
+        and isinstance(node.target, ast.Name)
+        and isinstance(node.value, ast.Constant)
+        and node.value.value is not None
+    }
+
+
+def test_each_component_type_is_registered_once_with_its_schema_and_parts():
+    """A registry's table is the only list of types: each class names its arguments' schema
+    (`args`) and the pipeline's parts it takes (`needs`); its other parameters are the schema's
+    fields, with the schema's defaults."""
+    from ragvqa.components import COMPONENTS
+
+    assert GENERATORS is READERS  # the old name
+    for registry in (READERS, RERANKERS):
+        assert list(component_args(registry)) == registry.in_order()
+        for kind in registry.names():
+            cls = registry.get(kind)
+            schema, needs = cls.args, getattr(cls, "needs", ())
+            assert set(needs) <= set(COMPONENTS), kind
+            params = inspect.signature(cls).parameters
+            named = {n for n, p in params.items() if p.kind is not p.VAR_KEYWORD} - set(needs)
             open_ended = any(p.kind is p.VAR_KEYWORD for p in params.values())
             assert named <= set(schema.model_fields), kind
-            # entity_choice's `template` is a template id the pipeline turns into the template
-            assert open_ended or set(schema.model_fields) <= named | filled, kind
-            for name in named:
+            assert open_ended or set(schema.model_fields) <= named, kind
+            for name in named - {"sampling"}:
                 default, declared = params[name].default, schema.model_fields[name].default
                 if default is not inspect.Parameter.empty and declared is not None:
-                    if name == "sampling":  # the reranker's own default is max_tokens 8
-                        assert declared.max_tokens == 8
-                    else:
-                        assert declared == default, (kind, name)
+                    assert declared == default, (kind, name)
+    components = (REPO / "ragvqa" / "components.py").read_text()
+    assert '"ret_sections"' not in components and '"entity_choice"' not in components
+
+
+def test_every_kb_format_of_the_schema_has_a_reader():
+    """The schema's formats are the readers' (one definition): each one reads, or asks for
+    what it needs, rather than being an unknown format."""
+    from ragvqa.errors import UserError
+    from ragvqa.kb.readers import reader
+    from ragvqa.schema.sections import FORMATS
+
+    for fmt in FORMATS:
+        try:
+            reader(fmt, "/nonexistent/kb.json")
+        except UserError as exc:
+            assert "unknown KB format" not in str(exc), fmt
 
 
 def test_the_reference_page_is_up_to_date():

@@ -1,4 +1,5 @@
-"""No import cycles inside the package, counting imports inside functions too.
+"""No import cycles inside the package, between modules and between folders, counting imports
+inside functions too.
 
 An import inside a function still runs, later; a cycle through one works only as long as nobody
 moves it to the top of its module. The graph is read from the source with `ast` (nothing is
@@ -9,11 +10,22 @@ own parent packages (`from ragvqa import __version__` in `ragvqa.index.build`): 
 initialised every parent package before the module's first line runs, so such an edge is there
 for every module whether written or not, and a package `__init__` that imports its submodules
 (eagerly or, PEP 562, on attribute access) is no cycle.
+
+Between folders (`test_no_import_cycles_between_folders`): the same edges, each module counted
+as its folder, the top-level subpackage of ragvqa that holds it (`ragvqa.kb.store` is
+`ragvqa.kb`, the folder's `__init__` too). A module at the package root (`ragvqa.io`,
+`ragvqa.pipeline`) and the root package itself are each a node of their own, not one `ragvqa`
+node: the root holds both the bottom layer (types, errors, io) that every folder imports and the
+top (pipeline, components) that imports most folders, so as one node it would be on a cycle with
+every folder and the rule would say nothing. Counted apart, a folder that imports
+`ragvqa.pipeline` while `ragvqa.pipeline` imports it still makes a cycle. A cycle made of root
+modules only is the module test's to report, not this one's.
 """
 
 from __future__ import annotations
 
 import ast
+import itertools
 from pathlib import Path
 
 import ragvqa
@@ -78,6 +90,11 @@ def import_graph() -> dict[str, set[str]]:
 
 def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """One cycle (as a path that ends where it starts) per strongly connected component."""
+    return [_cycle_through(graph, set(c), c[0]) for c in strongly_connected(graph)]
+
+
+def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one node, each sorted."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -108,7 +125,7 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     for v in sorted(graph):
         if v not in index:
             connect(v)
-    return [_cycle_through(graph, set(c), c[0]) for c in components]
+    return components
 
 
 def _cycle_through(graph: dict[str, set[str]], component: set[str], start: str) -> list[str]:
@@ -129,6 +146,51 @@ def _cycle_through(graph: dict[str, set[str]], component: set[str], start: str) 
                     following.append(w)
         frontier = following
     raise AssertionError(f"{start} is on no cycle")  # pragma: no cover
+
+
+Edge = tuple[str, str]
+# Back-edges between folders whose fix is in files of other owners (issue 24), left out of the
+# folder graph until they are gone; each must still exist (the list only shrinks).
+PENDING: dict[Edge, str] = {}
+
+
+def folder_of(name: str, folders: set[str]) -> str:
+    """The node a module counts as: its top-level subpackage, or itself at the package root."""
+    top = ".".join(name.split(".")[:2])
+    return top if top in folders else name
+
+
+def folder_graph(
+    graph: dict[str, set[str]], modules: dict[str, Path]
+) -> tuple[dict[str, set[str]], dict[Edge, list[Edge]]]:
+    """The graph between folders (see the module's docstring), and for each of its edges the
+    module imports that make it."""
+    folders = {
+        name
+        for name, path in modules.items()
+        if name.count(".") == 1 and path.name == "__init__.py"
+    }
+    nodes: dict[str, set[str]] = {folder_of(name, folders): set() for name in graph}
+    why: dict[Edge, list[Edge]] = {}
+    for name, targets in graph.items():
+        a = folder_of(name, folders)
+        for target in sorted(targets):
+            b = folder_of(target, folders)
+            if a != b:
+                nodes[a].add(b)
+                why.setdefault((a, b), []).append((name, target))
+    return nodes, why
+
+
+def folder_cycles(graph: dict[str, set[str]], folders: set[str]) -> list[list[str]]:
+    """One cycle per strongly connected component that holds a folder (those of root modules
+    only are the module test's), starting at its first folder."""
+    cycles = []
+    for component in strongly_connected(graph):
+        inside = [node for node in component if node in folders]
+        if inside:
+            cycles.append(_cycle_through(graph, set(component), inside[0]))
+    return cycles
 
 
 def test_the_graph_sees_imports_inside_functions_and_relative_ones(tmp_path):
@@ -158,4 +220,70 @@ def test_no_import_cycles():
     cycles = find_cycles(import_graph())
     assert not cycles, "import cycles (imports inside functions count):\n" + "\n".join(
         " -> ".join(cycle) for cycle in cycles
+    )
+
+
+def test_the_folder_graph_counts_folders_and_root_modules(tmp_path):
+    pkg = tmp_path / "pkg"
+    names = ("__init__", "io", "mid", "top", "a/__init__", "a/x", "a/y", "b/__init__", "b/z")
+    modules = {}
+    for name in names:
+        (pkg / name).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / f"{name}.py").write_text("")
+        dotted = ".".join(["pkg", *name.split("/")]).removesuffix(".__init__")
+        modules[dotted] = pkg / f"{name}.py"
+    graph = {
+        "pkg": set(),
+        "pkg.io": set(),
+        "pkg.mid": set(),
+        "pkg.top": {"pkg.a.x", "pkg.b"},  # the top of the root imports both folders
+        "pkg.a": {"pkg.a.x"},  # inside a folder: no edge
+        "pkg.a.x": {"pkg.io", "pkg.b.z"},
+        "pkg.a.y": {"pkg.io"},
+        "pkg.b": set(),
+        "pkg.b.z": {"pkg.io"},
+    }
+    nodes, why = folder_graph(graph, modules)
+    assert nodes == {
+        "pkg": set(),
+        "pkg.io": set(),
+        "pkg.mid": set(),
+        "pkg.top": {"pkg.a", "pkg.b"},
+        "pkg.a": {"pkg.io", "pkg.b"},
+        "pkg.b": {"pkg.io"},
+    }
+    assert why[("pkg.a", "pkg.b")] == [("pkg.a.x", "pkg.b.z")]
+    assert folder_cycles(nodes, {"pkg.a", "pkg.b"}) == []
+    graph["pkg.b.z"].add("pkg.top")  # b -> top -> a -> b: a cycle through a root module
+    nodes, _ = folder_graph(graph, modules)
+    assert folder_cycles(nodes, {"pkg.a", "pkg.b"}) == [["pkg.a", "pkg.b", "pkg.top", "pkg.a"]]
+    graph["pkg.b.z"].discard("pkg.top")
+    graph["pkg.top"].add("pkg.mid")  # top <-> mid, root modules only: the module test's
+    graph["pkg.mid"].add("pkg.top")
+    nodes, _ = folder_graph(graph, modules)
+    assert find_cycles(nodes) == [["pkg.mid", "pkg.top", "pkg.mid"]]
+    assert folder_cycles(nodes, {"pkg.a", "pkg.b"}) == []
+
+
+def test_no_import_cycles_between_folders():
+    modules = module_files()
+    graph = import_graph()
+    pending = [edge for edge in PENDING if edge[1] in graph.get(edge[0], set())]
+    gone = sorted(set(PENDING) - set(pending))
+    assert not gone, f"back-edges fixed, remove them from PENDING: {gone}"
+    for source, target in pending:
+        graph[source] = graph[source] - {target}
+    nodes, why = folder_graph(graph, modules)
+    folders = {n for n in nodes if modules[n].name == "__init__.py" and n.count(".") == 1}
+    cycles = folder_cycles(nodes, folders)
+    lines = [
+        " -> ".join(cycle)
+        + "".join(
+            f"\n    {a} -> {b}: " + ", ".join(f"{x} imports {y}" for x, y in why[(a, b)][:3])
+            for a, b in itertools.pairwise(cycle)
+        )
+        for cycle in cycles
+    ]
+    assert not cycles, "import cycles between folders (imports inside functions count):\n" + (
+        "\n".join(lines)
     )

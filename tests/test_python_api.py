@@ -92,8 +92,8 @@ def test_a_build_inside_the_package_is_refused_in_one_line(tmp_path, monkeypatch
     assert not inside.exists()
     package = Path(__file__).resolve().parents[1] / "ragvqa" / "index-here"
     with pytest.raises(UserError, match="index.path is .*inside ragvqa's installed files"):
-        pipe.writable(package, "index.path")
-    assert pipe.writable(tmp_path / "kb", "kb.path") == tmp_path / "kb"
+        pipe.where.writable(package, "index.path")
+    assert pipe.where.writable(tmp_path / "kb", "kb.path") == tmp_path / "kb"
 
 
 def test_the_real_demo_keeps_its_files_under_its_folder(tmp_path, monkeypatch, capsys):

@@ -180,10 +180,11 @@ def test_an_image_replaced_in_place_is_encoded_and_read_again(setup, tmp_path):
     passages = (RetrievedPassage(Passage("p0", "Built in 1901.", title="Tower"), 1.0, 0),)
     answers = [Answer(first["data_id"], first["question"], str(image), passages=passages)]
     with Pipeline.load(setup.pipeline, ["reader.images=true"]) as pipe:
-        changed = cached_stages.read_keys(pipe, [answers])
+        keys = (pipe.reader_key(), pipe.template, pipe.reader_settings, [answers])
+        changed = cached_stages.read_keys(*keys)
         image.write_bytes(original)
         os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns))
-        assert cached_stages.read_keys(pipe, [answers]) != changed
+        assert cached_stages.read_keys(*keys) != changed
 
 
 # --- 2. replaced weights ------------------------------------------------------------------------

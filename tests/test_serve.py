@@ -344,9 +344,7 @@ def test_answer_is_the_record_of_answer_json(server):
     record = response.json()
     assert set(record) == set(Answer("q", "x").to_json())  # the record `answer --json` prints
     assert record["question"] == "Which city is this tower in?" and record["error"] is None
-    assert (
-        record["query_id"].startswith("q-") and record["template"] == "answer/evidence_short@1"
-    )
+    assert record["query_id"].startswith("q-") and record["template"] == "answer/evidence_short@1"
     assert [r["rank"] for r in record["retrieved"]] == [0, 1, 2]
     scores = [r["score"] for r in record["retrieved"]]
     assert scores == sorted(scores, reverse=True)

@@ -22,34 +22,7 @@ import typer
 
 from ragvqa.cli.common import stderr, user_errors
 from ragvqa.errors import UserError
-
-
-def validate_question(question: str) -> str:
-    try:
-        question.encode("utf-8")
-    except UnicodeEncodeError:
-        raise UserError("the question is not valid UTF-8 text") from None
-    if not question.strip():
-        raise UserError("the question is empty")
-    return question.strip()
-
-
-def validate_image(path: Path) -> str:
-    """The image path when the file is a whole, decodable image of sane size (checked before
-    any model loads)."""
-    from PIL import Image
-
-    from ragvqa.data.images import check_image
-
-    problem = check_image(str(path))
-    if problem is not None:
-        raise UserError(problem.split(": ")[0], path=str(path))
-    try:
-        with Image.open(path) as img:
-            img.load()
-    except Exception:
-        raise UserError("image is truncated or corrupt", path=str(path)) from None
-    return str(path)
+from ragvqa.questions import validate_image, validate_question  # also re-exported
 
 
 def startup_line(record: dict[str, Any]) -> str | None:
@@ -78,7 +51,7 @@ def _phase(pipe: Any, clock: dict[str, Any]) -> str:
         return "answering"
     if "search" in clock or pipe.retrieval_mode != "index":
         return "starting reader"
-    if "_reader_start" in pipe.__dict__:
+    if hasattr(pipe, "_reader_start"):  # start_reader() began it in the background
         return "retrieving while the reader starts"
     return "retrieving" if "encoder" in loaded else "loading models"
 

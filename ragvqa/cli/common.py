@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,25 +33,9 @@ from rich.text import Text
 
 from ragvqa.errors import UserError
 from ragvqa.io import WRITE_ERRORS
+from ragvqa.logs import plain  # also re-exported: the one escaping of user text
 
 stderr = Console(stderr=True)
-
-# C0 and C1 controls, DEL, line and paragraph separators, bidirectional overrides and isolates
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def plain(value: Any) -> str:
-    """`value` as text for a terminal: control characters written as escapes (`\\n`,
-    `\\x1b`, `\\u202e`), everything else as it is."""
-    return _CONTROL.sub(_escape_char, str(value))
-
-
-def _escape_char(match: re.Match[str]) -> str:
-    char = match.group()
-    if char in _NAMED:
-        return _NAMED[char]
-    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
 
 
 def shown(value: Any, style: str = "") -> Text:

@@ -77,9 +77,17 @@ def compare_command(
     """Compare two runs on their common questions: official metrics, entity recall, B - A with
     a paired bootstrap 95% interval, and the questions one run gets right and the other not."""
     with user_errors():
+        from ragvqa.benchmarks import benchmark_names, get_benchmark
         from ragvqa.eval.compare import compare_runs
 
-        result = compare_runs(run_a, run_b, resamples=resamples, seed=seed)
+        result = compare_runs(
+            run_a,
+            run_b,
+            resamples=resamples,
+            seed=seed,
+            get_benchmark=get_benchmark,
+            benchmark_names=benchmark_names,
+        )
     log = json_out  # with --json, stdout is the JSON alone: the human view goes to stderr
     if json_out:
         print_json(result.to_json())

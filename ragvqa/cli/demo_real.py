@@ -12,12 +12,12 @@ locked while the demo runs; the data root is locked while it is fetched into.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from ragvqa.cli.common import stderr
+from ragvqa.io import iter_jsonl
 
 ARTEFACTS = ("minilm-l6-v2", "gemma-3-270m", "wiki-vital-leads")
 SAMPLE = ("wn-10900730", "wn-11205375", "wn-09195372")  # Mark Twain, Isaac Newton, Amazon River
@@ -61,7 +61,7 @@ def _real_demo(
             say(f"{result.outcome} {name}: {result.path}")
     wn_wiki = get_benchmark("wn-wiki")
     questions = wn_wiki.defaults()["questions"]
-    rows = {r["data_id"]: r for r in map(json.loads, Path(questions).read_text().splitlines())}
+    rows = {r["data_id"]: r for _, r in iter_jsonl(questions)}
     pipelines = resource_dir("pipelines")
     say("the first answer builds the KB and the index of 10,033 leads (a few minutes on a CPU)")
     with Pipeline.load(pipelines / "real-text.yaml", components=components) as pipe:

@@ -14,6 +14,8 @@ from pathlib import Path
 import typer
 
 from ragvqa.cli.common import print_json, show_mapping, stderr, user_errors
+from ragvqa.schema.options import from_options, option
+from ragvqa.schema.sections import EncoderSection, FaissSection, IndexSection
 
 app = typer.Typer(help="Build, inspect and verify passage indexes.", no_args_is_help=True)
 
@@ -28,28 +30,19 @@ def build(
         "(a text encoder: has modules.json).",
     ),
     out: Path = typer.Option(..., "--out", help="Index folder to create (or resume)."),
-    kind: str = typer.Option("flat", "--type", help="flat | ivfpq | hnsw"),
-    nlist: int = typer.Option(0, "--nlist", help="ivfpq inverted lists (0: 4 sqrt(N))."),
-    pq_m: int = typer.Option(
-        0, "--pq-m", help="ivfpq bytes per vector (0: largest divisor <= 64)."
-    ),
-    nprobe: int = typer.Option(32, "--nprobe", help="ivfpq lists visited per query."),
-    refine: int = typer.Option(
-        0,
-        "--refine",
-        help="ivfpq: rescore refine x k candidates exactly (stored fp16 vectors, on disk).",
-    ),
-    hnsw_m: int = typer.Option(32, "--hnsw-m", help="hnsw neighbours per node."),
-    ef_search: int = typer.Option(128, "--ef-search", help="hnsw search breadth."),
-    doc_template: str | None = typer.Option(
-        None,
-        "--doc-template",
-        help="Document text: display_title, title, section, text (default: "
-        "'{display_title}\\n{text}' for ReT, '{display_title}. {text}' for text encoders).",
-    ),
-    batch_size: int = typer.Option(64, "--batch-size", help="Documents per encoder batch."),
+    kind: str = option(FaissSection, "kind", "--type"),
+    nlist: int = option(FaissSection, "nlist"),
+    m: int = option(FaissSection, "m", "--pq-m"),
+    nbits: int = option(FaissSection, "nbits"),
+    nprobe: int = option(FaissSection, "nprobe"),
+    refine: int = option(FaissSection, "refine"),
+    hnsw_m: int = option(FaissSection, "hnsw_m"),
+    ef_construction: int = option(FaissSection, "ef_construction"),
+    ef_search: int = option(FaissSection, "ef_search"),
+    doc_template: str | None = option(IndexSection, "doc_template"),
+    batch_size: int = option(EncoderSection, "batch_size"),
     rows_per_shard: int = typer.Option(8192, "--rows-per-shard", help="Rows per embedding shard."),
-    device: str | None = typer.Option(None, "--device", help="Default: CUDA when available."),
+    device: str | None = option(EncoderSection, "device"),
     dtype: str | None = typer.Option(
         None,
         "--dtype",
@@ -69,11 +62,27 @@ def build(
         "file's size and sha256.",
     ),
 ) -> None:
-    """Encode the KB's passages (resumable shards) and build the faiss index."""
+    """Encode the KB's passages (resumable shards) and build the faiss index. The faiss options
+    are the keys of a pipeline's `index.faiss` (docs/pipeline-reference.md); `--type` and
+    `--pq-m` are the old names of `--kind` and `--m`."""
     with user_errors():
         from ragvqa.index.build import IndexParams, build_index
         from ragvqa.index.faiss_index import FaissParams
 
+        faiss = from_options(
+            FaissSection,
+            {
+                "kind": kind,
+                "nlist": nlist,
+                "m": m,
+                "nbits": nbits,
+                "nprobe": nprobe,
+                "refine": refine,
+                "hnsw_m": hnsw_m,
+                "ef_construction": ef_construction,
+                "ef_search": ef_search,
+            },
+        )
         params = IndexParams(
             kb=str(kb),
             encoder=encoder,
@@ -84,15 +93,7 @@ def build(
             ray_address=ray_address,
             ray_actors=ray_actors,
             dtype=dtype,
-            faiss=FaissParams(
-                kind=kind,
-                nlist=nlist,
-                m=pq_m,
-                nprobe=nprobe,
-                refine=refine,
-                hnsw_m=hnsw_m,
-                ef_search=ef_search,
-            ),
+            faiss=FaissParams(**faiss.model_dump()),
         )
         from ragvqa.index import manifest as files
         from ragvqa.io import check_output_folder

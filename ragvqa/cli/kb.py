@@ -14,27 +14,24 @@ from pathlib import Path
 import typer
 
 from ragvqa.cli.common import print_json, show_mapping, stderr, user_errors
+from ragvqa.schema.options import from_options, option
+from ragvqa.schema.sections import KBSource
 
 app = typer.Typer(help="Build and inspect knowledge bases.", no_args_is_help=True)
 
 
 @app.command("build")
 def build(
-    fmt: str = typer.Option(..., "--format", help="evqa | wiki6m | ret-m2kr | m2kr | wiki-leads"),
-    input: str = typer.Option(
-        ..., "--input", help="KB file (.json, .zip, .jsonl[.gz]); m2kr: hub id or folder."
-    ),
+    fmt: str = option(KBSource, "format"),
+    input: str = option(KBSource, "input"),
     out: Path = typer.Option(..., "--out", help="KB folder to create (or resume)."),
-    chunking: str = typer.Option("section", "--chunking", help="section | tokens"),
-    max_tokens: int = typer.Option(
-        128, "--max-tokens", help="Words per window (--chunking tokens)."
-    ),
-    subset: str = typer.Option("", "--subset", help="m2kr: Infoseek_passages or EVQA_passages."),
-    split: str = typer.Option("", "--split", help="m2kr: e.g. test_passages."),
-    images_dir: str = typer.Option(
-        "", "--images-dir", help="Folder of KB images (named after the URL)."
-    ),
-    images_map: str = typer.Option("", "--images-map", help="JSON {image url: local path}."),
+    chunking: str = option(KBSource, "chunking"),
+    max_tokens: int = option(KBSource, "max_tokens"),
+    subset: str = option(KBSource, "subset"),
+    split: str = option(KBSource, "split"),
+    images_dir: str = option(KBSource, "images_dir"),
+    images_map: str = option(KBSource, "images_map"),
+    shard_pages: int = option(KBSource, "shard_pages"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     as_json: bool = typer.Option(
         False,
@@ -42,20 +39,26 @@ def build(
         help="Print JSON on stdout: the KB folder, its counts and fingerprint (as kb info --json).",
     ),
 ) -> None:
-    """Stream a KB into passages (Arrow on disk); run again to resume after a kill."""
+    """Stream a KB into passages (Arrow on disk); run again to resume after a kill. The options
+    are the keys of a pipeline's `kb.source` (docs/pipeline-reference.md)."""
     with user_errors():
         from ragvqa.kb.build import BuildParams, build_kb
 
-        params = BuildParams(
-            format=fmt,
-            input=input,
-            chunking=chunking,
-            max_tokens=max_tokens,
-            subset=subset,
-            split=split,
-            images_dir=images_dir,
-            images_map=images_map,
+        source = from_options(
+            KBSource,
+            {
+                "format": fmt,
+                "input": input,
+                "chunking": chunking,
+                "max_tokens": max_tokens,
+                "subset": subset,
+                "split": split,
+                "images_dir": images_dir,
+                "images_map": images_map,
+                "shard_pages": shard_pages,
+            },
         )
+        params = BuildParams(**source.model_dump())
         from ragvqa.io import check_output_folder
         from ragvqa.kb.store import MANIFEST, STATE
         from ragvqa.run.lock import locked_folder

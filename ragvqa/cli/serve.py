@@ -1,6 +1,8 @@
 """`ragvqa serve --pipeline P.yaml`: load a pipeline once and serve it over HTTP, with a web page
 and a prompt playground (see docs/serving.md). The server's code (FastAPI, uvicorn) loads only
-when the command runs, so `ragvqa --help` stays fast."""
+when the command runs, so `ragvqa --help` stays fast. The server's options are the fields of
+`ragvqa.serve.settings.Settings` (`--batch-window-ms` is the old name of `--window-ms`;
+`--max-request-mb` sets `max_request_bytes`; `--prompts` sets `can_save`)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from pathlib import Path
 import typer
 
 from ragvqa.cli.common import user_errors
+from ragvqa.schema.options import from_options, option
+from ragvqa.serve.settings import Settings
 
 
 def serve_command(
@@ -23,23 +27,20 @@ def serve_command(
         help="A prompts/ folder to read templates from and save new versions into "
         "(default: the shipped templates, read-only).",
     ),
-    window_ms: float = typer.Option(
-        10.0, "--batch-window-ms", min=0, help="How long requests are collected into a batch."
-    ),
-    max_batch: int = typer.Option(32, "--max-batch", min=1, help="Most requests in one batch."),
+    window_ms: float = option(Settings, "window_ms", "--batch-window-ms", min=0),
+    max_batch: int = option(Settings, "max_batch", min=1),
     max_request_mb: float = typer.Option(
-        20.0, "--max-request-mb", min=0.01, help="Largest request body (and image) accepted."
+        Settings.model_fields["max_request_bytes"].default / 2**20,
+        "--max-request-mb",
+        min=0.01,
+        help="Largest request body (and image) accepted, in MiB (the setting max_request_bytes).",
     ),
-    cache_size: int = typer.Option(
-        256, "--cache-size", min=1, help="Recent questions kept for the playground's re-answers."
-    ),
-    max_prompt_chars: int = typer.Option(
-        100_000,
-        "--max-prompt-chars",
-        min=1000,
-        help="Longest prompt a template may render, in characters (a playground draft over it "
-        "is refused with 413 before any token is counted).",
-    ),
+    cache_size: int = option(Settings, "cache_size", min=1),
+    max_prompt_chars: int = option(Settings, "max_prompt_chars", min=1000),
+    render_seconds: float = option(Settings, "render_seconds"),
+    body_idle_s: float = option(Settings, "body_idle_s"),
+    body_total_s: float = option(Settings, "body_total_s"),
+    shutdown_s: float = option(Settings, "shutdown_s", min=0),
     overrides: list[str] = typer.Option([], "--set", help="Pipeline override a.b=c (repeatable)."),
     trust_remote_code: bool = typer.Option(
         False,
@@ -50,15 +51,21 @@ def serve_command(
     """Serve a pipeline over HTTP: JSON API, web page and prompt playground."""
     with user_errors():
         from ragvqa.serve.server import serve
-        from ragvqa.serve.service import Settings
 
-        settings = Settings(
-            window_ms=window_ms,
-            max_batch=max_batch,
-            max_request_bytes=int(max_request_mb * 2**20),
-            cache_size=cache_size,
-            can_save=prompts is not None,
-            max_prompt_chars=max_prompt_chars,
+        settings = from_options(
+            Settings,
+            {
+                "window_ms": window_ms,
+                "max_batch": max_batch,
+                "max_request_bytes": int(max_request_mb * 2**20),
+                "cache_size": cache_size,
+                "can_save": prompts is not None,  # the --prompts folder is the user's
+                "max_prompt_chars": max_prompt_chars,
+                "render_seconds": render_seconds,
+                "body_idle_s": body_idle_s,
+                "body_total_s": body_total_s,
+                "shutdown_s": shutdown_s,
+            },
         )
         serve(
             pipeline,

@@ -14,14 +14,13 @@ library versions.
 
 from __future__ import annotations
 
-import json
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from ragvqa.errors import UserError
-from ragvqa.io import sha256_file
+from ragvqa.io import read_json, sha256_file, write_json
 
 BUILD_FILE = "ragvqa-build.json"
 PROBE = "The Eiffel Tower is located in the city of"
@@ -120,11 +119,10 @@ def fix_hf_folder(folder: Path, *, probe: str = PROBE) -> dict[str, Any]:
     _edit_json(folder / "tokenizer_config.json", lambda c: c.update(add_bos_token=True))
     config_path = folder / "config.json"
     dropped = []
-    if config_path.is_file():
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-        if config.pop("quantization_config", None) is not None:
-            dropped.append("quantization_config")
-            config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    config = read_json(config_path, what="config.json", missing=None, expect=dict)
+    if config is not None and config.pop("quantization_config", None) is not None:
+        dropped.append("quantization_config")
+        write_json(config_path, config)
     after = AutoTokenizer.from_pretrained(folder)(probe).input_ids[:1] == [bos]
     if not after:
         raise UserError(
@@ -140,22 +138,22 @@ def fix_hf_folder(folder: Path, *, probe: str = PROBE) -> dict[str, Any]:
 
 
 def _edit_json(path: Path, change: Any) -> None:
-    data = json.loads(path.read_text(encoding="utf-8"))
+    """Apply `change` to the JSON object in `path` and write it back atomically."""
+    data = read_json(path, expect=dict)
     change(data)
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json(path, data)
 
 
 def write_record(folder: Path, record: dict[str, Any]) -> None:
-    (folder / BUILD_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_json(folder / BUILD_FILE, record)
 
 
 def read_record(folder: Path) -> dict[str, Any] | None:
-    path = folder / BUILD_FILE
-    if not path.is_file():
-        return None
+    """The conversion record of a converted folder; None when it has none or it cannot be read
+    (`data verify` then reports the folder as not matching its catalogue entry)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_json(folder / BUILD_FILE, what=BUILD_FILE, missing=None, expect=dict)
+    except UserError:
         return None
 
 

@@ -18,7 +18,6 @@ aspect ratio checked before decoding); `check_image` makes the same checks from 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ragvqa.errors import UserError
+from ragvqa.io import read_json
 from ragvqa.types import BenchmarkExample
 
 
@@ -95,12 +95,7 @@ class INatImages:
 
 def load_id2name(path: str | Path) -> dict[str, str]:
     """Read an iNat id -> file-name mapping (iNat annotation JSON or a flat object)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError("file not found", path=str(path)) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"not a JSON file ({exc})", path=str(path)) from None
+    data = read_json(path, what="iNat id -> file-name mapping")
     if isinstance(data, dict) and isinstance(data.get("images"), list):
         try:
             return {str(im["id"]): str(im["file_name"]) for im in data["images"]}

@@ -5,7 +5,7 @@ hub) ships each benchmark as a configuration: `Infoseek_data` (splits train, tes
 questions are InfoSeek val questions) and `EVQA_data` (train, valid, test), with relative image
 paths in `img_path` and gold passage ids in `pos_item_ids`. Real users load it from the hub;
 tests and offline users point `source` at a local folder in the hub's layout:
-`<source>/<config>/<split>-*.parquet`. `datasets` is imported only here.
+`<source>/<config>/<split>-*.parquet` (`ragvqa.hub.load_rows` reads both, through `datasets`).
 """
 
 from __future__ import annotations
@@ -13,36 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ragvqa.errors import UserError, first_line
+from ragvqa.errors import UserError
+from ragvqa.hub import load_rows
 from ragvqa.types import BenchmarkExample, NumericRange
 
 M2KR_REPO = "BByrneLab/multi_task_multi_modal_knowledge_retrieval_benchmark_M2KR"
 CONFIGS = {"infoseek": "Infoseek_data", "evqa": "EVQA_data"}
 IMAGE_DATASETS = {"infoseek": "oven"}  # the image collection of a configuration, where known
-
-
-def load_rows(source: str, config: str, split: str) -> Any:
-    import datasets
-
-    local = Path(source)
-    if local.is_dir():
-        files = sorted((local / config).glob(f"{split}-*.parquet")) + sorted(
-            (local / config).glob(f"{split}.parquet")
-        )
-        if not files:
-            raise UserError(f"no {config}/{split}-*.parquet files", path=str(local))
-        return datasets.load_dataset(
-            "parquet", data_files={split: [str(f) for f in files]}, split=split
-        )
-    try:
-        return datasets.load_dataset(source, config, split=split)
-    except Exception as exc:  # network, auth, unknown split: one line for the user
-        first = first_line(exc)
-        raise UserError(
-            f"cannot load {config}/{split} from the hub ({first}); "
-            "pass a local copy in the hub's layout instead",
-            path=source,
-        ) from None
 
 
 def _strs(value: Any) -> tuple[str, ...]:

@@ -13,15 +13,16 @@ benchmark's plug-in knows where its images are).
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ragvqa.benchmarks.base import Benchmark
 from ragvqa.data.catalogue import Artefact
 from ragvqa.data.fetch import PRESENT, status
 from ragvqa.errors import UserError
-from ragvqa.io import decoded_lines, open_text, sha256_file
+from ragvqa.io import decoded_lines, open_text, read_json, sha256_file
+
+if TYPE_CHECKING:  # an annotation only: data/ sits below the benchmark plug-ins
+    from ragvqa.benchmarks.base import Benchmark
 
 SHOW_MISSING = 5
 
@@ -99,11 +100,7 @@ def count_records(path: Path) -> int:
     """Non-blank lines of a JSONL file; data rows (after the header) of a CSV file; top-level
     keys (an object) or items (an array) of a JSON file."""
     if path.suffix == ".json":
-        try:
-            with path.open(encoding="utf-8") as fh:
-                data = json.load(fh)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"unreadable JSON ({exc})", path=str(path)) from None
+        data = read_json(path, what="JSON file")
         return len(data) if isinstance(data, dict | list) else 0
     if path.suffix == ".csv":
         csv.field_size_limit(1 << 30)

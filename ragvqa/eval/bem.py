@@ -14,11 +14,11 @@ torch and transformers are imported only here, when a BEM model is actually used
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from ragvqa.errors import UserError, first_line
+from ragvqa.io import read_json
 
 MAX_LENGTH = 512
 
@@ -27,10 +27,7 @@ def _check_config(path: Path) -> None:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise UserError("not an HF-format BEM checkpoint (no config.json)", path=str(path))
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"config.json is not valid JSON ({exc})", path=str(config_file)) from None
+    config = read_json(config_file, what="config.json", expect=dict)
     if config.get("model_type") != "bert":
         raise UserError(
             f"BEM must be a BERT classifier, model_type is {config.get('model_type')!r}",

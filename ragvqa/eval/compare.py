@@ -14,24 +14,26 @@ its own depth.
 
 Exactness: A and B are what the scorer's own aggregation gives (the benchmark plug-in's
 `aggregate`). A resample needs the same metric a thousand times, so there it is computed from
-the hit counts of the benchmark's two groups of questions with the same rounding (the plug-in's
-`in_first_group` and `from_counts`); the two ways are checked against each other on the full
-sample.
+the hit counts of the benchmark's groups of questions, as many as it has, with the same rounding
+(the plug-in's `groups`, `group_of` and `from_group_counts`); the two ways are checked against
+each other on the full sample.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ragvqa.benchmarks import Benchmark, benchmark_names, get_benchmark
 from ragvqa.errors import UserError
 from ragvqa.eval.retrieval_metrics import recall_ks
-from ragvqa.run.records import METRICS, PREDICTIONS, RunRecord, read_metrics, read_records
+from ragvqa.records import METRICS, PREDICTIONS, RunRecord, read_metrics, read_records
+
+if TYPE_CHECKING:  # the plug-ins sit above eval/ (they import its scorers): passed in
+    from ragvqa.benchmarks import Benchmark
 
 _CHUNK = 2_000_000  # resample indices drawn at a time (bounds memory on large runs)
 
@@ -106,7 +108,10 @@ def official_score(record: RunRecord) -> int | None:
     return 0 if record.status == "failed" else record.score
 
 
-def _load(run: Path) -> tuple[str, dict[str, RunRecord]]:
+def _load(
+    run: Path, benchmark_names: Callable[[], Sequence[str]]
+) -> tuple[str, dict[str, RunRecord]]:
+    """The run's one dataset, which must be a registered benchmark's, and its records by id."""
     if not run.is_dir():
         raise UserError("no such run directory", path=str(run))
     records = read_records(run)
@@ -148,12 +153,20 @@ def _official(bench: Benchmark, records: Sequence[RunRecord]) -> dict[str, float
 def _columns(
     bench: Benchmark, records: Sequence[RunRecord], scored: np.ndarray, ks: Sequence[int]
 ) -> np.ndarray:
-    """0/1 columns whose sums give every metric: per group (n, hits), then gold n, recall hits."""
+    """0/1 columns whose sums give every metric: (n, hits) of each of the benchmark's groups in
+    turn, then gold n and the recall hits of each K."""
     right = scored & np.array([official_score(r) == 1 for r in records], dtype=bool)
-    first = np.array([bench.in_first_group(r.question_type, r.split) for r in records], bool)
+    names = [bench.group_of(r.question_type, r.split) for r in records]
+    unknown = sorted(set(names) - set(bench.groups))
+    if unknown:
+        raise UserError(f"benchmark {bench.name!r}: question groups {unknown} not in its groups")
     gold = np.array([bool(r.gold_entities) for r in records], dtype=bool)
     ranks = [-1 if r.gold_rank is None else r.gold_rank for r in records]
-    cols = [scored & first, right & first, scored & ~first, right & ~first, gold]
+    cols = []
+    for group in bench.groups:
+        member = np.array([name == group for name in names], dtype=bool)
+        cols += [scored & member, right & member]
+    cols.append(gold)
     cols += [gold & np.array([0 <= rank < k for rank in ranks], dtype=bool) for k in ks]
     return np.stack(cols, axis=1).astype(np.float64)
 
@@ -163,9 +176,11 @@ def _from_counts(
 ) -> dict[str, float | None]:
     """The metrics from the column sums of `_columns`, rounded as the official scorers do;
     recall@K is None for K beyond the run's retrieval `depth`."""
-    n1, h1, n2, h2, gold = c[:5]
-    out = bench.from_counts(n1, h1, n2, h2)
-    for k, hits in zip(ks, c[5:], strict=True):
+    width = 2 * len(bench.groups)
+    counts = {g: (c[2 * i], c[2 * i + 1]) for i, g in enumerate(bench.groups)}
+    out = bench.from_group_counts(counts)
+    gold = c[width]
+    for k, hits in zip(ks, c[width + 1 :], strict=True):
         out[f"entity_recall@{k}"] = 100.0 * hits / gold if gold and k <= depth else None
     return out
 
@@ -217,14 +232,25 @@ def _interval(deltas: list[float]) -> tuple[float | None, float | None]:
 
 
 def compare_runs(
-    run_a: str | Path, run_b: str | Path, resamples: int = 1000, seed: int = 0
+    run_a: str | Path,
+    run_b: str | Path,
+    resamples: int = 1000,
+    seed: int = 0,
+    *,
+    get_benchmark: Callable[[str], Benchmark],
+    benchmark_names: Callable[[], Sequence[str]],
 ) -> Comparison:
-    """Compare run B with run A on their common questions (see the module docstring)."""
+    """Compare run B with run A on their common questions (see the module docstring).
+
+    `get_benchmark` and `benchmark_names` find the runs' benchmark plug-in and the registered
+    names: the caller passes `ragvqa.benchmarks`' own (the CLI does), because the plug-ins
+    import eval/'s scorers and eval/ must not import them back.
+    """
     if resamples < 1:
         raise UserError(f"--resamples must be at least 1 (got {resamples})")
     run_a, run_b = Path(run_a), Path(run_b)
-    dataset, by_a = _load(run_a)
-    dataset_b, by_b = _load(run_b)
+    dataset, by_a = _load(run_a, benchmark_names)
+    dataset_b, by_b = _load(run_b, benchmark_names)
     if dataset_b != dataset:
         raise UserError(f"run B is {dataset_b} but run A ({run_a}) is {dataset}", path=str(run_b))
     ids = [i for i in by_a if i in by_b]

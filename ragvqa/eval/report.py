@@ -32,7 +32,7 @@ from ragvqa.eval.names import metric_label
 from ragvqa.eval.recall_plot import recall_curve, recall_plot_png
 from ragvqa.eval.report_page import CSS, SCRIPT, content_security_policy
 from ragvqa.io import atomic_writer
-from ragvqa.run.records import RunRecord, read_metrics, read_records
+from ragvqa.records import RunRecord, read_metrics, read_records
 
 REPORT = "report.html"
 THUMBNAIL_PX = 256

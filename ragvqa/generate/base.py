@@ -13,32 +13,30 @@ import io
 import mimetypes
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from ragvqa.errors import UserError
+from ragvqa.schema.base import defaults
+from ragvqa.schema.components import LAYOUTS
+from ragvqa.schema.sections import SamplingSection
 from ragvqa.types import ChatPrompt, Generation, ImagePart
+
+_DEFAULT = defaults(SamplingSection)
 
 
 @dataclass(frozen=True)
 class Sampling:
-    """Decoding settings; the default is greedy (reproducible answers)."""
+    """Decoding settings (the `reader.sampling` section's, with its defaults); the default is
+    greedy (reproducible answers)."""
 
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_tokens: int = 32
-    seed: int = 0
-    stop: tuple[str, ...] = ()
+    temperature: float = _DEFAULT["temperature"]
+    top_p: float = _DEFAULT["top_p"]
+    max_tokens: int = _DEFAULT["max_tokens"]
+    seed: int = _DEFAULT["seed"]
+    stop: tuple[str, ...] = tuple(_DEFAULT["stop"])
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "stop": list(self.stop)}
-
-
-class Generator(Protocol):
-    """A reader: all prompts of a batch in, one Generation per prompt out (same order)."""
-
-    model: str
-
-    def generate(self, prompts: list[ChatPrompt], sampling: Sampling) -> list[Generation]: ...
 
 
 class GenerationError(UserError):
@@ -95,9 +93,6 @@ def openai_messages(prompt: ChatPrompt) -> list[dict[str, Any]]:
                 content.append({"type": "text", "text": part.text})
         messages.append({"role": message.role, "content": content})
     return messages
-
-
-LAYOUTS = ("chat", "plain")
 
 
 def check_layout(layout: str) -> str:

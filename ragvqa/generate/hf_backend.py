@@ -13,11 +13,14 @@ from typing import Any
 
 from ragvqa.errors import UserError, first_line
 from ragvqa.generate.base import Sampling, check_layout, plain_text
+from ragvqa.schema.components import TransformersArgs
 from ragvqa.types import ChatPrompt, Generation, ImagePart
 
 
 class TransformersGenerator:
     """A transformers model in this process."""
+
+    args = TransformersArgs  # its arguments' schema (ragvqa.registry)
 
     backend = "transformers"
 

@@ -22,6 +22,7 @@ from ragvqa.generate.base import (
     openai_messages,
     plain_text,
 )
+from ragvqa.schema.components import OpenAIArgs
 from ragvqa.types import ChatPrompt, Generation
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -34,6 +35,8 @@ class RequestFailed(Exception):
 class OpenAIGenerator:
     """Chat completions over HTTP; `layout="plain"` sends the prompt's text to `/completions`
     instead (base models without a chat template)."""
+
+    args = OpenAIArgs  # its arguments' schema (ragvqa.registry)
 
     backend = "openai"
 

@@ -45,6 +45,7 @@ from typing import Any
 from ragvqa import logs
 from ragvqa.errors import UserError
 from ragvqa.generate.base import Sampling, check_layout, openai_messages, plain_text
+from ragvqa.schema.components import VLLMArgs
 from ragvqa.types import ChatPrompt, Generation
 
 SHUTDOWN_S = 30.0  # the longest `close()` waits for the engine to stop before killing it
@@ -62,13 +63,15 @@ class VLLMGenerator:
     (`LLM.generate`) for base models without a chat template; "chat" (default) uses
     `LLM.chat` and the model's chat template."""
 
+    args = VLLMArgs  # its arguments' schema (ragvqa.registry)
+
     backend = "vllm"
 
     @staticmethod
     def preload() -> Any:
         """Import vLLM (seconds of imports) and return its `LLM` class. The pipeline calls it
         in its main thread before starting the engine in a background thread
-        (`Components.start_generator`), so that vLLM's imports do not interleave with those
+        (`Components.start_reader`), so that vLLM's imports do not interleave with those
         of the main thread (an import of the same package in two threads can deadlock)."""
         # vLLM logs to stdout by default; ragvqa keeps stdout for data (`answer --json`), so
         # its logs (and its engine process's, which inherits the variables) go to stderr, and

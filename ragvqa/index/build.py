@@ -43,6 +43,8 @@ from ragvqa.kb.store import KBStore
 from ragvqa.models.checkpoint import parse_dtype
 from ragvqa.models.encoders import encoder_spec, load_encoder
 from ragvqa.progress import ProgressBar
+from ragvqa.schema.base import defaults
+from ragvqa.schema.sections import EncoderSection, IndexSection
 
 
 @dataclass(frozen=True)
@@ -52,9 +54,10 @@ class IndexParams:
     kb: str
     encoder: str
     faiss: fx.FaissParams = fx.FaissParams()
-    doc_template: str | None = None  # None: the encoder kind's own (EncoderSpec.doc_template)
+    # None: the encoder kind's own (EncoderSpec.doc_template); the `index` section's default
+    doc_template: str | None = defaults(IndexSection)["doc_template"]
     rows_per_shard: int = 8192
-    batch_size: int = 64
+    batch_size: int = defaults(EncoderSection)["batch_size"]  # the `encoder` section's
     engine: str = "local"
     ray_address: str | None = None
     ray_actors: int = 0

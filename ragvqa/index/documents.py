@@ -13,11 +13,11 @@ import string
 
 from ragvqa.errors import UserError
 from ragvqa.kb.chunking import display_title
+from ragvqa.schema.components import DEFAULT_TEMPLATE  # noqa: F401 (this module's name for it)
 from ragvqa.types import Passage
 
 # ReT's; text encoders read "{display_title}. {text}" (ragvqa.models.encoders.DOC_TEMPLATES,
 # the default an index build picks by encoder kind)
-DEFAULT_TEMPLATE = "{display_title}\n{text}"
 FIELDS = ("display_title", "title", "section", "text")
 
 

@@ -16,14 +16,13 @@ at the first shard's worth of entries and removes the files it made.
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ragvqa.errors import UserError
-from ragvqa.io import write_json
+from ragvqa.io import read_json, write_json
 from ragvqa.kb.chunking import chunk_page
 from ragvqa.kb.dedup import SeenIds
 from ragvqa.kb.images import ImageResolver
@@ -37,8 +36,11 @@ from ragvqa.kb.store import (
     write_shard,
 )
 from ragvqa.progress import ProgressBar
+from ragvqa.schema.base import defaults
+from ragvqa.schema.sections import KBSource
 
 SHOW = 5
+_DEFAULT = defaults(KBSource)  # the `kb.source` section's
 COUNTS = (
     "entries",
     "pages",
@@ -53,17 +55,18 @@ COUNTS = (
 
 @dataclass(frozen=True)
 class BuildParams:
-    """What a KB is built from; a folder holds one build, so a resume must match these."""
+    """What a KB is built from (the `kb.source` section's settings, with its defaults); a
+    folder holds one build, so a resume must match these."""
 
     format: str
     input: str
-    chunking: str = "section"
-    max_tokens: int = 128
-    subset: str = ""
-    split: str = ""
-    images_dir: str = ""
-    images_map: str = ""
-    shard_pages: int = 2000
+    chunking: str = _DEFAULT["chunking"]
+    max_tokens: int = _DEFAULT["max_tokens"]
+    subset: str = _DEFAULT["subset"]
+    split: str = _DEFAULT["split"]
+    images_dir: str = _DEFAULT["images_dir"]
+    images_map: str = _DEFAULT["images_map"]
+    shard_pages: int = _DEFAULT["shard_pages"]
 
 
 def _fresh_state(params: BuildParams) -> dict[str, Any]:
@@ -77,14 +80,12 @@ def _fresh_state(params: BuildParams) -> dict[str, Any]:
 
 def _load_state(out: Path, params: BuildParams) -> dict[str, Any]:
     path = out / STATE
-    if not path.is_file():
+    invalid = "not a ragvqa KB build state; use a new --out folder"
+    state = read_json(path, what=STATE, missing=None, expect=dict, invalid=invalid)
+    if state is None:
         return _fresh_state(params)
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        state = None
-    if not isinstance(state, dict) or not isinstance(state.get("shards"), list):
-        raise UserError("not a ragvqa KB build state; use a new --out folder", path=str(path))
+    if not isinstance(state.get("shards"), list):
+        raise UserError(invalid, path=str(path))
     if state.get("params") != asdict(params):
         raise UserError(
             "this folder holds a build of another input or with other settings; "

@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator
 
 from ragvqa.errors import UserError
 from ragvqa.kb.readers import KBPage
+from ragvqa.schema.sections import CHUNKINGS  # the `kb.source.chunking` values
 from ragvqa.types import Passage
 
-CHUNKINGS = ("section", "tokens")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 

@@ -8,12 +8,12 @@ relative to the mapping file), or a folder holding files named after the URL's l
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from ragvqa.errors import UserError
+from ragvqa.io import read_json
 
 
 class ImageResolver:
@@ -25,16 +25,8 @@ class ImageResolver:
             raise UserError("image folder not found", path=str(self.folder))
         self.mapping: dict[str, str] = {}
         if mapping:
-            try:
-                data = json.loads(Path(mapping).read_text(encoding="utf-8"))
-            except FileNotFoundError:
-                raise UserError("image mapping not found", path=str(mapping)) from None
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise UserError(f"image mapping is not JSON ({exc})", path=str(mapping)) from None
-            if not isinstance(data, dict):
-                raise UserError(
-                    "image mapping must be a JSON object {url: path}", path=str(mapping)
-                )
+            shape = "a JSON object {url: path}"
+            data = read_json(mapping, what="image mapping", expect=dict, shape=shape)
             base = Path(mapping).parent
             self.mapping = {str(k): str(base / v) for k, v in data.items() if isinstance(v, str)}
         self.enabled = self.folder is not None or bool(self.mapping)

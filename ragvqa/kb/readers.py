@@ -24,12 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from ragvqa.data.m2kr import load_rows
 from ragvqa.errors import UserError, did_you_mean
+from ragvqa.hub import load_rows
 from ragvqa.io import decoded_lines
 from ragvqa.kb.jsonstream import JSONStreamError, iter_object_items
-
-FORMATS = ("evqa", "wiki6m", "ret-m2kr", "m2kr", "wiki-leads")
+from ragvqa.schema.sections import FORMATS  # the `kb.source.format` values: defined once
 
 
 @dataclass(frozen=True)

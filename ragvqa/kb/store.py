@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ragvqa.errors import UserError
-from ragvqa.io import atomic_path, sha256_file
+from ragvqa.io import atomic_path, read_json, sha256_file
 from ragvqa.types import Passage
 
 MANIFEST = "kb.json"
@@ -72,18 +72,14 @@ def fingerprint(shards: Sequence[dict[str, Any]], params: dict[str, Any]) -> str
 def read_manifest(path: Path) -> dict[str, Any]:
     """A kb.json, checked to be a ragvqa KB manifest (an E-VQA KB file is also named kb.json:
     a large one is refused before it is read)."""
-    manifest = None
-    if path.stat().st_size <= MAX_MANIFEST_BYTES:
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            manifest = None
-    if (
-        not isinstance(manifest, dict)
-        or not {"shards", "passages", "fingerprint"} <= set(manifest)
-        or not isinstance(manifest["shards"], list)
+    invalid = "kb.json is not a ragvqa KB manifest"
+    manifest = read_json(
+        path, what="kb.json", expect=dict, invalid=invalid, max_bytes=MAX_MANIFEST_BYTES
+    )
+    if not {"shards", "passages", "fingerprint"} <= set(manifest) or not isinstance(
+        manifest["shards"], list
     ):
-        raise UserError("kb.json is not a ragvqa KB manifest", path=str(path))
+        raise UserError(invalid, path=str(path))
     return manifest
 
 

@@ -10,11 +10,11 @@ that is missing or unexpected is refused, listing the first few. Only safetensor
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ragvqa.errors import UserError, first_line
+from ragvqa.io import read_json, write_json
 from ragvqa.models.config import (
     LAYER_STRATEGIES,
     M2KR_QUERY_INSTRUCTION,
@@ -57,13 +57,10 @@ def resolve_source(path_or_hub_id: str | Path) -> Path:
 
 
 def read_config(folder: Path) -> dict[str, Any]:
-    path = folder / "config.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError("not a checkpoint folder (no config.json)", path=str(folder)) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"config.json is not valid JSON ({exc})", path=str(path)) from None
+    config = read_json(folder / "config.json", what="config.json", missing=None, expect=dict)
+    if config is None:
+        raise UserError("not a checkpoint folder (no config.json)", path=str(folder))
+    return config
 
 
 def read_weights(folder: Path) -> dict[str, Any]:
@@ -71,11 +68,13 @@ def read_weights(folder: Path) -> dict[str, Any]:
     from safetensors.torch import load_file
 
     single, index = folder / WEIGHTS, folder / WEIGHTS_INDEX
+    sharded = not single.is_file() and index.is_file()
+    listing = read_json(index, what=WEIGHTS_INDEX, expect=dict) if sharded else {}
     try:
         if single.is_file():
             return load_file(single)
         if index.is_file():
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            shards = sorted(set(listing["weight_map"].values()))
             state: dict[str, Any] = {}
             for shard in shards:
                 state.update(load_file(folder / shard))
@@ -114,7 +113,7 @@ def save_retriever(model: Any, folder: str | Path, processor: Any | None = None)
     }
     save_file(state, str(out / WEIGHTS), metadata={"format": "pt"})
     document = {"model_type": OURS, "ragvqa_format": 1, "retriever": model.config.to_dict()}
-    (out / "config.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    write_json(out / "config.json", document)
     if processor is not None:
         processor.save(out)
     return out

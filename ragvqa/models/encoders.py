@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ragvqa.errors import UserError
+from ragvqa.io import read_json
 from ragvqa.models.checkpoint import read_retriever_config, resolve_source
 from ragvqa.models.text_encoder import MODULES, read_text_config
 
@@ -107,7 +108,7 @@ def text_identity(folder: Path) -> dict[str, str]:
     (hashed), and its weights."""
     config = read_text_config(folder)
     inner = folder / config.transformer
-    model = json.loads((inner / "config.json").read_text(encoding="utf-8"))
+    model = read_json(inner / "config.json", what="config.json", expect=dict)
     tokenizer = {
         name: hashlib.sha256((inner / name).read_bytes()).hexdigest()
         for name in TOKENIZER_FILES

@@ -14,13 +14,13 @@ template made. Other module types (Dense, Router, ...) are refused.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ragvqa.errors import UserError, first_line
+from ragvqa.io import read_json
 from ragvqa.models.encode import EncodeStats
 from ragvqa.progress import ProgressBar
 from ragvqa.types import Passage, VQAQuery
@@ -61,14 +61,7 @@ class TextEncoderConfig:
 
 
 def _json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(
-            "file missing from the sentence-transformers folder", path=str(path)
-        ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"not valid JSON ({exc})", path=str(path)) from None
+    return read_json(path, what="file of the sentence-transformers folder")
 
 
 def _pooling_modes(cfg: dict[str, Any], path: Path) -> tuple[str, ...]:

@@ -7,13 +7,20 @@ candidate passage, in batches; its scores are fused with the first-stage scores.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from ragvqa.errors import UserError, first_line
 from ragvqa.rerank.fusion import fused_order
+from ragvqa.schema.components import CrossEncoderArgs
 from ragvqa.types import RetrievalResult, VQAQuery
 
 
 class CrossEncoderReranker:
     """Rescore passages with a cross-encoder; s = alpha * first + (1 - alpha) * cross."""
+
+    args = CrossEncoderArgs  # its arguments' schema (ragvqa.registry)
+    needs = ()  # none of the pipeline's parts
 
     def __init__(
         self,
@@ -71,3 +78,13 @@ class CrossEncoderReranker:
         if not texts:
             return result
         return fused_order(result, self.scores(query.question, texts), self.alpha, top_m)
+
+    def rerank_batch(
+        self,
+        queries: Sequence[VQAQuery],
+        results: Sequence[RetrievalResult],
+        top_m: int | None = None,
+        vectors: Any | None = None,
+    ) -> list[RetrievalResult]:
+        """Each result reranked on its own (a cross-encoder reads text: `vectors` unused)."""
+        return [self.rerank(q, r, top_m) for q, r in zip(queries, results, strict=True)]

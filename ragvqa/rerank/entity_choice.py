@@ -10,11 +10,14 @@ parsed keeps the first-stage order, so this reranker never makes a result worse 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ragvqa.generate.base import Sampling
+from ragvqa.prompts import PromptLibrary
 from ragvqa.rerank.fusion import permute
+from ragvqa.schema.base import defaults
+from ragvqa.schema.components import EntityChoiceArgs
 from ragvqa.types import RetrievalResult, VQAQuery
 
 
@@ -43,20 +46,39 @@ def parse_choice(answer: str, names: Sequence[str]) -> int | None:
     return None
 
 
+_ARGS = defaults(EntityChoiceArgs)
+
+
 class EntityChoiceReranker:
-    """Ask the reader which candidate entity the image shows; move it to the front."""
+    """Ask the reader which candidate entity the image shows; move it to the front.
+
+    From a pipeline file: `template` is a template id (read from the pipeline's `prompts`) and
+    `sampling` a mapping (a partial one starts from the `reader.sampling` defaults)."""
+
+    args = EntityChoiceArgs  # its arguments' schema (ragvqa.registry)
+    needs = ("reader", "prompts")  # the pipeline's parts its constructor takes
 
     def __init__(
         self,
-        generator: Any,
-        template: Any,
+        reader: Any,
+        template: Any = _ARGS["template"],
         *,
-        max_candidates: int = 5,
-        sampling: Sampling | None = None,
+        max_candidates: int = _ARGS["max_candidates"],
+        sampling: Sampling | Mapping[str, Any] | None = None,
+        prompts: Any = None,
     ):
-        self.generator, self.template = generator, template
+        if isinstance(template, str):
+            template = (prompts or PromptLibrary()).get(template)
+        if isinstance(sampling, Mapping):
+            sampling = Sampling(**sampling)
+        self.reader, self.template = reader, template
         self.max_candidates = max_candidates
-        self.sampling = sampling or Sampling(max_tokens=8)
+        self.sampling = sampling or Sampling(**_ARGS["sampling"].model_dump(exclude={"stop"}))
+
+    @property
+    def generator(self) -> Any:
+        """The reader (its old name)."""
+        return self.reader
 
     def choose(
         self, queries: Sequence[VQAQuery], results: Sequence[RetrievalResult]
@@ -71,7 +93,7 @@ class EntityChoiceReranker:
             )
             for q, c in zip(queries, lists, strict=True)
         ]
-        outputs = self.generator.generate(prompts, self.sampling)
+        outputs = self.reader.generate(prompts, self.sampling)
         return [
             parse_choice(self.template.extract_answer(o.text), [n for _, n in c])
             for o, c in zip(outputs, lists, strict=True)
@@ -92,6 +114,9 @@ class EntityChoiceReranker:
         queries: Sequence[VQAQuery],
         results: Sequence[RetrievalResult],
         top_m: int | None = None,
+        vectors: Any | None = None,
     ) -> list[RetrievalResult]:
+        """The chosen entity's passages first, per query (one generation call; the reader
+        reads the image and question: `vectors` unused)."""
         choices = self.choose(queries, results)
         return [self.apply(r, c, top_m) for r, c in zip(results, choices, strict=True)]

@@ -6,16 +6,22 @@ from the KB and encoded as documents (the index's document template), the query 
 once, and each section gets the late-interaction score s_r (the same scale as a ReT index's
 first-stage scores). A section's first-stage score is its own when it was retrieved, else its
 page's best. Final score: alpha * first + (1 - alpha) * s_r.
+
+The pipeline hands the batch's query vectors from its encode stage (cached with the run's
+other stages) to `rerank_batch`, so a query is not encoded a second time; called without them
+(`rerank` on its own), the reranker encodes the query itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from ragvqa.errors import UserError
 from ragvqa.index.documents import DEFAULT_TEMPLATE, document_text
 from ragvqa.rerank.fusion import reorder
+from ragvqa.schema.components import RetSectionsArgs
 from ragvqa.types import RetrievalResult, RetrievedPassage, VQAQuery
 
 
@@ -39,9 +45,31 @@ class RetSectionReranker:
         self.encoder, self.kb = encoder, kb
         self.alpha, self.top_entities, self.doc_template = alpha, top_entities, doc_template
 
+    args = RetSectionsArgs  # its arguments' schema (ragvqa.registry)
+    needs = ("encoder", "kb")  # the pipeline's parts its constructor takes
+
+    def rerank_batch(
+        self,
+        queries: Sequence[VQAQuery],
+        results: Sequence[RetrievalResult],
+        top_m: int | None = None,
+        vectors: Any | None = None,
+    ) -> list[RetrievalResult]:
+        """Each query's result reranked, with its vectors from the encode stage when given."""
+        return [
+            self.rerank(q, r, top_m, vector=None if vectors is None else vectors[i : i + 1])
+            for i, (q, r) in enumerate(zip(queries, results, strict=True))
+        ]
+
     def rerank(
-        self, query: VQAQuery, result: RetrievalResult, top_m: int | None = None
+        self,
+        query: VQAQuery,
+        result: RetrievalResult,
+        top_m: int | None = None,
+        *,
+        vector: Any | None = None,
     ) -> RetrievalResult:
+        """One result reranked; `vector`: the query's vectors [1, n, dim] (None: encoded here)."""
         import torch
 
         from ragvqa.models.loss import late_interaction  # imports torch
@@ -62,7 +90,7 @@ class RetSectionReranker:
         ]
         if not sections:
             return result
-        q = self.encoder.encode_queries([query])
+        q = self.encoder.encode_queries([query]) if vector is None else vector
         d = self.encoder.encode_documents(
             [replace(p, text=document_text(p, self.doc_template)) for p in sections]
         )

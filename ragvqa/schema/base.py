@@ -27,6 +27,12 @@ class Section(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
+def defaults(model: type[BaseModel]) -> dict[str, Any]:
+    """Each field's default, by name (required fields have none): what a runtime dataclass
+    fed by the section takes as its own defaults, so they are defined once, here."""
+    return {name: f.default for name, f in model.model_fields.items() if not f.is_required()}
+
+
 def optional_parts(annotation: Any) -> tuple[Any, bool]:
     """(the annotation without None, whether None is allowed)."""
     if typing.get_origin(annotation) in (Union, types.UnionType):

@@ -1,8 +1,8 @@
-"""The arguments each component type takes: one schema per registry key.
+"""The arguments each component type takes: one schema per type, named by its class.
 
 A component section (`reader.generator`, `rerank`) is `type:` plus that type's arguments; the
-arguments are checked against the schema registered here for the type. A type registered
-without a schema here (a plug-in's) is checked against its constructor's signature instead.
+arguments are checked against the schema its class names (`args = VLLMArgs`; `args_of`). A type
+whose class names none (a plug-in's) is checked against its constructor's signature instead.
 Generator arguments may be null: null removes what a base file set, and the backend's own
 default applies.
 """
@@ -13,11 +13,12 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ragvqa.generate.base import LAYOUTS
-from ragvqa.index.documents import DEFAULT_TEMPLATE
+from ragvqa.registry import READERS, Registry
 from ragvqa.schema.base import Count, Fraction, Section, Size
 from ragvqa.schema.sections import SamplingSection
 
+LAYOUTS = ("chat", "plain")  # how a reader lays a prompt out (ragvqa.generate.base)
+DEFAULT_TEMPLATE = "{display_title}\n{text}"  # a section's text (ragvqa.index.documents)
 Layout = Literal[LAYOUTS]
 VLLMDtype = Literal["auto", "half", "float16", "bfloat16", "float", "float32"]
 _LAYOUT = "`chat` (the model's chat template) or `plain` (the prompt's text as it is)."
@@ -118,16 +119,16 @@ class EntityChoiceArgs(Section):
     )
 
 
-GENERATOR_ARGS: dict[str, type[Section]] = {
-    "vllm": VLLMArgs,
-    "openai": OpenAIArgs,
-    "transformers": TransformersArgs,
-}
-RERANKER_ARGS: dict[str, type[Section]] = {
-    "ret_sections": RetSectionsArgs,
-    "cross_encoder": CrossEncoderArgs,
-    "entity_choice": EntityChoiceArgs,
-}
+def args_of(registry: Registry, kind: str) -> type[Section] | None:
+    """The argument schema of a component type: its class's `args` (None: a plug-in without
+    one, checked against its constructor's signature)."""
+    return getattr(registry.get(kind), "args", None)
+
+
+def component_args(registry: Registry) -> dict[str, type[Section]]:
+    """Every registered type of a registry that has an argument schema, in registry order."""
+    found = {name: args_of(registry, name) for name in registry.in_order()}
+    return {name: schema for name, schema in found.items() if schema is not None}
 
 
 def with_remote_code(config: dict[str, Any]) -> dict[str, Any]:
@@ -136,7 +137,8 @@ def with_remote_code(config: dict[str, Any]) -> dict[str, Any]:
     from ragvqa.config import merge
 
     generator = (config.get("reader") or {}).get("generator") or {}
-    schema = GENERATOR_ARGS.get(generator.get("type"))
+    kind = generator.get("type")
+    schema = args_of(READERS, kind) if isinstance(kind, str) and kind in READERS else None
     if schema is None or "trust_remote_code" not in schema.model_fields:
         return config
     return merge(config, {"reader": {"generator": {"trust_remote_code": True}}})

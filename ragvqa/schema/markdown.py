@@ -12,8 +12,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from ragvqa.registry import READERS, RERANKERS
 from ragvqa.schema.base import field_description, model_at
-from ragvqa.schema.components import GENERATOR_ARGS, RERANKER_ARGS
+from ragvqa.schema.components import component_args
 from ragvqa.schema.sections import PipelineConfig
 
 COMMAND = "python -m ragvqa.schema --markdown > docs/pipeline-reference.md"
@@ -46,9 +47,9 @@ def markdown() -> str:
     parts = [INTRO, "## Top level\n", _table(PipelineConfig, ())]
     for name in ("encoder", "kb", "index", "retrieval"):
         parts.append(_section((name,)))
-    parts.append(_components("rerank", RERANKER_ARGS, "reranker", "##"))
+    parts.append(_components("rerank", component_args(RERANKERS), "reranker", "##"))
     parts.append(_section(("reader",)))
-    parts.append(_components("reader.generator", GENERATOR_ARGS, "generator", "###"))
+    parts.append(_components("reader.generator", component_args(READERS), "generator", "###"))
     parts.append(_section(("execution",)))
     return "\n".join(p.rstrip("\n") + "\n" for p in parts if p)
 

@@ -2,8 +2,10 @@
 
 The component sections (`rerank`, `reader.generator`) hold a `type` and that type's own
 arguments; they are checked against the type's schema in `ragvqa.schema.components`. Defaults
-here are the defaults the code applies (tests/test_config_schema.py checks them against
-`ReaderSettings`, `Sampling`, `BuildParams` and `FaissParams`).
+are defined here only: the runtime values fed by a section (`Sampling`, `FaissParams`,
+`BuildParams`, `IndexParams`) take theirs from it (`ragvqa.schema.base.defaults`), and the
+options of `ragvqa kb build` and `index build` are made from its fields
+(`ragvqa.schema.options`).
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ from typing import Annotated, Any, Literal
 import annotated_types as at
 from pydantic import Field
 
-from ragvqa.index.faiss_index import KINDS as INDEX_KINDS
-from ragvqa.kb.chunking import CHUNKINGS
-from ragvqa.kb.readers import FORMATS
 from ragvqa.models.encoders import KINDS as ENCODER_KINDS
 from ragvqa.schema.base import Count, Section, Size
 
+INDEX_KINDS = ("flat", "ivfpq", "hnsw")  # faiss index kinds (ragvqa.index.faiss_index)
+# the KB readers' formats and the chunkings, defined here (ragvqa.kb.readers and
+# ragvqa.kb.chunking import them): the KB package builds from this section, so the schema
+# imports nothing of it
+FORMATS = ("evqa", "wiki6m", "ret-m2kr", "m2kr", "wiki-leads")
+CHUNKINGS = ("section", "tokens")
 # index: encode, search, rerank; none: the reader reads no evidence; oracle: the reader reads
 # the gold entity's passages (given by the benchmark runner: a ceiling for retrieval)
 RETRIEVAL_MODES = ("index", "none", "oracle")
@@ -54,14 +59,19 @@ class KBSource(Section):
 
     format: KBFormat = Field(description="The input's format.")
     input: str = Field(
-        description="A local file, `${RAGVQA_DATA}/...`, or `hf://datasets/<org>/<name>/<file>`."
+        description="A local file (.json, .zip, .jsonl[.gz]), `${RAGVQA_DATA}/...`, or "
+        "`hf://datasets/<org>/<name>/<file>`; m2kr: a hub id or folder."
     )
     chunking: Chunking = Field("section", description="Passages: one per section, or by tokens.")
     max_tokens: Count = Field(128, description="Passage length when `chunking` is `tokens`.")
-    subset: str = Field("", description="The input's subset, for formats that have several.")
-    split: str = Field("", description="The input's split, for formats that have several.")
-    images_dir: str = Field("", description="The KB's images (none: text-only documents).")
-    images_map: str = Field("", description="A file mapping pages to image files.")
+    subset: str = Field(
+        "", description="The input's subset (m2kr: `Infoseek_passages` or `EVQA_passages`)."
+    )
+    split: str = Field("", description="The input's split (m2kr: e.g. `test_passages`).")
+    images_dir: str = Field(
+        "", description="The KB's images, named after their URL (none: text-only documents)."
+    )
+    images_map: str = Field("", description="A JSON file mapping image URLs to local files.")
     shard_pages: Count = Field(2000, description="Pages per committed shard (resume unit).")
 
 

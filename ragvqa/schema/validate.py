@@ -3,7 +3,8 @@
 The line names the file that set the bad key (a `base:` file, or the `--set` override), its
 line, the dotted key and what the key takes: "pipelines/mine.yaml:7: retrieval.topk: unknown
 key; did you mean 'top_k'? (known: top_k, one_per_page, mode)". No model or component is
-loaded (only a plug-in component's module is imported: its signature is its schema).
+loaded (a component type's module is imported: its class names its schema, or its signature is
+its schema).
 """
 
 from __future__ import annotations
@@ -17,16 +18,15 @@ from pydantic import BaseModel, ValidationError
 
 from ragvqa.config import Key, Origin, Origins
 from ragvqa.errors import UserError, did_you_mean
-from ragvqa.registry import GENERATORS, RERANKERS, Registry
+from ragvqa.registry import READERS, RERANKERS, Registry
 from ragvqa.schema.base import (
-    Section,
     constraints,
     describe,
     field_at,
     model_at,
     optional_parts,
 )
-from ragvqa.schema.components import GENERATOR_ARGS, RERANKER_ARGS
+from ragvqa.schema.components import args_of
 from ragvqa.schema.sections import PipelineConfig
 
 REMOTE_CODE = "trust_remote_code"
@@ -108,7 +108,7 @@ def validate_pipeline(
     reader = config.get("reader") or {}
     generator = reader.get("generator")
     if generator is not None:
-        args = check_component(checker, GENERATORS, GENERATOR_ARGS, generator, GENERATOR_KEY)
+        args = check_component(checker, READERS, generator, GENERATOR_KEY)
         wants = getattr(args, REMOTE_CODE, None)
         if wants and not trust_remote_code:
             raise checker.fail(
@@ -117,14 +117,13 @@ def validate_pipeline(
                 "its own code on this machine (a pipeline file alone cannot turn it on)",
             )
     if config.get("rerank"):
-        check_component(checker, RERANKERS, RERANKER_ARGS, config["rerank"], RERANK_KEY)
+        check_component(checker, RERANKERS, config["rerank"], RERANK_KEY)
     return typed
 
 
 def check_component(
     checker: Checker,
     registry: Registry,
-    schemas: Mapping[str, type[Section]],
     spec: Any,
     key: Key,
 ) -> Any:
@@ -143,7 +142,7 @@ def check_component(
     args = {k: v for k, v in spec.items() if k != "type"}
     if key == GENERATOR_KEY:
         args = {k: v for k, v in args.items() if v is not None}
-    schema = schemas.get(kind)
+    schema = args_of(registry, kind)
     if schema is None:
         return check_signature(checker, registry.get(kind), args, key)
     typed = checker.validate(schema, args, key)

@@ -10,7 +10,7 @@ id, for the last `cache_size` questions: the playground's re-answers read from i
 Templates are resolved from the server's own `PromptLibrary` (the `--prompts` folder, else the
 shipped templates), which is reloaded when the playground saves a new version. A template or a
 top_k other than the pipeline's runs on a variant of the pipeline that shares its loaded
-components (`Pipeline(..., components=...)`), so nothing is loaded twice.
+components (`Pipeline.variant`), so nothing is loaded twice.
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ragvqa.cli.answer import validate_question
-from ragvqa.config import merge
 from ragvqa.errors import UserError
 from ragvqa.pipeline import Pipeline
 from ragvqa.prompts import PromptLibrary, PromptTemplate, render_bounds
+from ragvqa.questions import validate_question
 from ragvqa.serve import playground
 from ragvqa.serve.batcher import Batcher, Job
 from ragvqa.serve.errors import RequestError
+from ragvqa.serve.settings import Settings
 from ragvqa.serve.uploads import UploadStore
 from ragvqa.types import Answer, VQAQuery
 
@@ -42,26 +42,6 @@ MAX_TOP_K = 100
 VARIANTS = 16  # pipeline variants (template, top_k) kept
 PAGE_IMAGES = 4096  # pages whose image list is remembered for thumbnails
 THUMBNAILS_PER_PASSAGE = 3
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The server's knobs (the `ragvqa serve` options)."""
-
-    window_ms: float = 10.0
-    max_batch: int = 32
-    max_request_bytes: int = 20 * 2**20
-    cache_size: int = 256
-    can_save: bool = False  # whether the playground may write new template versions
-    # every prompt the server renders (a client's draft, saved versions, the pipeline's own):
-    # at most this many characters, and this long to render (`ragvqa.prompts.render_bounds`)
-    max_prompt_chars: int = 100_000
-    render_seconds: float = 2.0
-    # a request body: at most this long between two of its chunks, and this long in all
-    body_idle_s: float = 30.0
-    body_total_s: float = 300.0
-    # SIGTERM or Ctrl-C: requests in flight get this long to finish, then are cancelled
-    shutdown_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -77,7 +57,7 @@ def load_components(pipe: Pipeline) -> dict[str, Any]:
     """Load every component the pipeline's mode needs, now (in the calling thread: vLLM starts
     its engine there), and return them to share with variants of the pipeline."""
     retrieval = {"index": ("encoder", "kb", "index"), "none": (), "oracle": ("kb",)}
-    names = (*retrieval[pipe.retrieval_mode], "reranker", "generator", "prompts")
+    names = (*retrieval[pipe.retrieval_mode], "reranker", "reader", "prompts")
     return {name: getattr(pipe, name) for name in names}
 
 
@@ -314,18 +294,15 @@ class Service:
         return results
 
     def _variant(self, template: PromptTemplate, top_k: int | None) -> Pipeline:
-        """The pipeline with this template and top_k, sharing the loaded components."""
+        """The pipeline with this template and top_k (`Pipeline.variant`: it shares the loaded
+        components), kept for the next requests of the same kind. Its calls do not take the
+        pipeline's lock: the worker is their only caller, and the server's stop must not wait
+        for a call in progress (the engine is closed under it, as `shutdown_s` promises)."""
         key = (template.ref, template.sha256, top_k)
         if key not in self._variants:
-            change: dict[str, Any] = {"reader": {"prompt": template.ref}}
-            if top_k is not None:
-                change["retrieval"] = {"top_k": top_k}
-            self._variants[key] = Pipeline(
-                merge(self.pipe.config, change),
-                self.pipe.folder,
-                name=self.pipe.name,
-                components={**self.components, "template": template},
-            )
+            settings = {} if top_k is None else {"top_k": top_k}
+            variant = self.pipe.variant(template=template, share_lock=False, **settings)
+            self._variants[key] = variant
             while len(self._variants) > VARIANTS:
                 self._variants.popitem(last=False)
         self._variants.move_to_end(key)
@@ -380,7 +357,7 @@ def _too_many_tokens(pipe: Pipeline, answer: Answer) -> RequestError | None:
     """Where the reader can count tokens: a draft whose prompt without any evidence text does
     not fit the reader's context (less `max_tokens`) is refused after one count, before the
     context fitting would tokenise it again and again."""
-    counter, context = pipe._token_counter()
+    counter, context = pipe.token_counter
     if counter is None:
         return None
     settings = pipe.reader_settings

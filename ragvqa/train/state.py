@@ -1,12 +1,14 @@
 """Training checkpoints in safetensors + JSON (no pickles): model, optimizer, scheduler, RNG.
 
 A checkpoint is a folder `step-NNNNNNN/` written under a temporary name and renamed into place,
-so a run killed while saving leaves the previous checkpoint intact.
+so a run killed while saving leaves the previous checkpoint intact. Saving a step that has a
+checkpoint already (the last step again at the end of a run) moves the old folder aside to
+`step-NNNNNNN.old/` first, a name that still counts as a checkpoint, and removes it only once
+the new one is in place: at every moment a complete checkpoint is on disk.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -15,11 +17,13 @@ from typing import Any
 import torch
 
 from ragvqa.errors import UserError
+from ragvqa.io import read_json, write_json
 from ragvqa.models.checkpoint import read_weights, save_retriever, with_shared_head
 from ragvqa.train.config import RESUMABLE_CHANGES
 
 OPTIMIZER = "optimizer.safetensors"
 STATE = "trainer_state.json"
+OLD = ".old"  # suffix of a checkpoint moved aside while its step is saved again
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
@@ -70,27 +74,41 @@ def save_checkpoint(
     sched = scheduler.state_dict()
     sched["lr_lambdas"] = [None] * len(sched.get("lr_lambdas", []))  # functions are code, not state
     document = {"step": step, "param_groups": groups, "scheduler": sched, **extra}
-    (tmp / STATE).write_text(json.dumps(document, indent=2))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    write_json(tmp / STATE, document)
+    _put_in_place(tmp, final)
     for old in list_checkpoints(folder)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
+def _put_in_place(tmp: Path, final: Path) -> None:
+    """Rename the complete checkpoint `tmp` to `final`. A checkpoint already at `final` is
+    moved aside to `<final>.old` (still a checkpoint to `list_checkpoints`) and removed after
+    the rename, so a kill at any point leaves one complete checkpoint of the step."""
+    aside = final.with_name(final.name + OLD)
+    if final.exists():
+        shutil.rmtree(aside, ignore_errors=True)  # a killed save's: `final` is complete
+        final.rename(aside)
+    tmp.rename(final)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def list_checkpoints(folder: Path) -> list[Path]:
-    """Complete checkpoints, oldest first."""
+    """Complete checkpoints, oldest first (one moved aside by a save of its step that was
+    killed, `step-N.old`, just before `step-N`)."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.glob("step-*") if (p / STATE).is_file())
+    found = [p for p in folder.glob("step-*") if (p / STATE).is_file()]
+    return sorted(found, key=lambda p: (p.name.removesuffix(OLD), not p.name.endswith(OLD)))
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(trainer_state.json, optimizer/RNG tensors) of one checkpoint."""
     from safetensors.torch import load_file
 
+    state = read_json(path / STATE, what="training checkpoint state", expect=dict)
     try:
-        return json.loads((path / STATE).read_text()), load_file(path / OPTIMIZER)
+        return state, load_file(path / OPTIMIZER)
     except Exception as exc:
         raise UserError(f"cannot read training checkpoint ({exc})", path=str(path)) from None
 
