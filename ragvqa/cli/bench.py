@@ -1,15 +1,17 @@
 """`ragvqa bench NAME`: a whole benchmark through a pipeline into a run directory.
 
 NAME is a benchmark plug-in (`infoseek`, `evqa`, or one registered by another package). File
-defaults come from a `benchmarks.yaml` beside the pipeline file when it names the benchmark (a
-world of one's own, such as `ragvqa demo`'s: paths relative to that file), else from the
-plug-in's `benchmarks/<name>/benchmark.yaml` (paths under `$RAGVQA_DATA`); command-line options
-win. `--retrieval-only` stops after retrieval (recall@K, no reader loaded). `--check` compares
-the run's metrics with the plug-in's `expected.yaml` and exits 1 outside tolerance. The summary
-table and the check's OK / FAIL lines are the result, on stdout (tab-separated rows and plain
-lines off a terminal); with `--json` the metrics are on stdout and the summary and verdicts on
-stderr. An existing run directory is resumed when its configuration is the same, refused when
-it differs (each difference named) unless `--overwrite`, and locked while a run writes it.
+defaults come from a `benchmarks.yaml` beside the pipeline file when it names the benchmark (a world
+of one's own, such as `ragvqa demo`'s: paths relative to that file), else from the plug-in's
+`benchmarks/<name>/benchmark.yaml` (paths under `$RAGVQA_DATA`); command-line options win: `--file
+ROLE=PATH` for any file role the plug-in declares, with `--questions`, `--qtypes`, `--withkb` and
+`--bem` as aliases (`ragvqa.benchmarks.files`). `--retrieval-only` stops after retrieval (recall@K,
+no reader loaded). `--check` compares the run's metrics with the plug-in's `expected.yaml` and exits
+1 outside tolerance. The summary table and the check's OK / FAIL lines are the result, on stdout
+(tab-separated rows and plain lines off a terminal); with `--json` the metrics are on stdout and the
+summary and verdicts on stderr. An existing run directory is resumed when its configuration is the
+same, refused when it differs (each difference named) unless `--overwrite`, and locked while a run
+writes it.
 """
 
 from __future__ import annotations
@@ -42,28 +44,11 @@ def bench_spec(
     """The run's files: the options given, else `defaults` (default: those of benchmark.yaml).
     A default that is not on disk is named with the `ragvqa data fetch` command that provides
     it."""
+    from ragvqa.benchmarks.files import choose_files, fetch_hint
     from ragvqa.run.runner import BenchSpec
 
-    for role, value in files.items():
-        if value is not None and role not in benchmark.roles:
-            raise UserError(f"benchmark {benchmark.name!r} reads no --{role} file")
     defaults = benchmark.defaults() if defaults is None else defaults
-    chosen: dict[str, str] = {}
-    for role, kind in benchmark.roles.items():
-        given, default = files.get(role), defaults.get(role)
-        if given is not None:
-            chosen[role] = str(given)
-        elif default and Path(default).exists():
-            chosen[role] = str(default)
-        elif kind.required and default:
-            raise UserError(f"file not found; {fetch_hint(benchmark, role)}", path=default)
-        elif kind.required:
-            raise UserError(
-                f"no {role} file: pass --{role}, or set RAGVQA_DATA for the paths in "
-                f"{benchmark.folder() / 'benchmark.yaml'}"
-            )
-        elif default and kind.note:
-            say(f"note: {default} not found, {kind.note} ({fetch_hint(benchmark, role)})")
+    chosen = choose_files(benchmark, files, defaults, note=say)
     # default image folders that are not there are left out (a user may have only Landmarks)
     default_roots = defaults.get("images") or {}
     roots = {k: v for k, v in default_roots.items() if Path(v).exists()}
@@ -116,14 +101,6 @@ def pipeline_defaults(pipeline: Path | None, benchmark: Benchmark) -> dict[str, 
             raise UserError(f"{benchmark.name}.{key}: not a file of the benchmark", path=str(path))
     local = {k: str(path.parent / v) for k, v in files.items()}
     return local | {"images": {k: str(path.parent / v) for k, v in images.items()}}
-
-
-def fetch_hint(benchmark: Benchmark, role: str) -> str:
-    """How to get a benchmark file: its catalogue name from benchmark.yaml's `data:` mapping."""
-    name = benchmark.catalogue_names().get(role)
-    if not name:
-        return "see docs/data.md"
-    return f"`ragvqa data fetch {name} --to $RAGVQA_DATA` provides it"
 
 
 def check_expected(
@@ -218,12 +195,23 @@ class BenchCommand(TyperCommand):
         super().format_help(ctx, formatter)
 
 
+def execution_overrides(executor: str | None, replicas: int | None) -> list[str]:
+    """`--executor` and `--replicas` as the pipeline overrides they stand for."""
+    given = {"executor": executor, "replicas": replicas}
+    return [f"execution.{key}={value}" for key, value in given.items() if value is not None]
+
+
 def bench_command(
     benchmark: str = typer.Argument(..., help="Benchmark: a registered plug-in's name."),
     pipeline: Path | None = typer.Option(
         None, "--pipeline", help="Pipeline YAML (default: the shipped default.yaml)."
     ),
     prompt: str | None = typer.Option(None, "--prompt", help="Answer template id@version."),
+    files: list[str] = typer.Option(
+        [],
+        "--file",
+        help="A file of the benchmark, ROLE=PATH (repeatable; any role the plug-in declares).",
+    ),
     questions: Path | None = typer.Option(
         None, "--questions", help="Questions file (InfoSeek JSONL, E-VQA CSV, ...)."
     ),
@@ -268,24 +256,35 @@ def bench_command(
         False, "--overwrite", help="Replace a run of another configuration in --out."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the run's metrics on stdout."),
+    executor: str | None = typer.Option(
+        None,
+        "--executor",
+        help="local (this process) or ray (replicas on the Ray cluster at RAY_ADDRESS, else a "
+        "local one): the pipeline's execution.executor.",
+    ),
+    replicas: int | None = typer.Option(
+        None, "--replicas", min=1, help="--executor ray: pipeline replicas (execution.replicas)."
+    ),
 ) -> None:
     """Run a benchmark: resumable, stage-cached, officially scored."""
     with user_errors():
         from ragvqa.benchmarks import get_benchmark  # not loaded for --help
+        from ragvqa.benchmarks.files import given_files
         from ragvqa.pipeline import Pipeline
         from ragvqa.run.runner import BenchRunner
 
         plugin = get_benchmark(benchmark)
-        files = {"questions": questions, "qtypes": qtypes, "withkb": withkb, "bem": bem}
+        aliases = {"questions": questions, "qtypes": qtypes, "withkb": withkb, "bem": bem}
         spec = bench_spec(
             plugin,
-            files,
+            given_files(plugin, files, aliases),
             images=images,
             limit=limit,
             baselines=baselines,
             retrieval_only=retrieval_only,
             defaults=pipeline_defaults(pipeline, plugin),
         )
+        overrides = [*overrides, *execution_overrides(executor, replicas)]
         with Pipeline.load(pipeline, overrides, trust_remote_code=trust_remote_code) as pipe:
             if prompt:
                 pipe = pipe.with_prompt(prompt)

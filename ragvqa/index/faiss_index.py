@@ -23,8 +23,11 @@ import numpy as np
 
 from ragvqa.errors import UserError, first_line
 from ragvqa.io import atomic_path
+from ragvqa.schema.base import defaults
+from ragvqa.schema.sections import INDEX_KINDS as KINDS
+from ragvqa.schema.sections import FaissSection
 
-KINDS = ("flat", "ivfpq", "hnsw")
+_DEFAULT = defaults(FaissSection)  # the `index.faiss` section's
 # settings that take effect when searching: changing them needs no rebuild
 SEARCH_TIME = ("nprobe", "refine", "ef_search")
 GPU_MAX_K = 2048
@@ -32,17 +35,18 @@ GPU_MAX_K = 2048
 
 @dataclass(frozen=True)
 class FaissParams:
-    """Index settings; zeros mean "choose from the vector count"."""
+    """Index settings (the `index.faiss` section's, with its defaults); zeros mean "choose
+    from the vector count"."""
 
-    kind: str = "flat"
-    nlist: int = 0
-    m: int = 0
-    nbits: int = 8
-    nprobe: int = 32
-    refine: int = 0
-    hnsw_m: int = 32
-    ef_construction: int = 200
-    ef_search: int = 128
+    kind: str = _DEFAULT["kind"]
+    nlist: int = _DEFAULT["nlist"]
+    m: int = _DEFAULT["m"]
+    nbits: int = _DEFAULT["nbits"]
+    nprobe: int = _DEFAULT["nprobe"]
+    refine: int = _DEFAULT["refine"]
+    hnsw_m: int = _DEFAULT["hnsw_m"]
+    ef_construction: int = _DEFAULT["ef_construction"]
+    ef_search: int = _DEFAULT["ef_search"]
 
     def build_time(self) -> dict[str, Any]:
         """The settings that shape the index file (everything but `SEARCH_TIME`)."""
@@ -163,11 +167,16 @@ def save_index(index: Any, path: Path) -> None:
 
 
 def load_index(path: Path) -> Any:
+    """The faiss index file, memory-mapped where faiss can (`IO_FLAG_MMAP_IFC`: the codes of a
+    flat index and an HNSW's vectors are read in place, not copied), so the processes of one
+    machine (the Ray executor's replicas) share one copy of it in the page cache; searching
+    it gives the same results as a copy. An index rebuilt in its place is a new file (an
+    atomic rename): a mapping of the old one stays valid."""
     faiss = _faiss()
     if not path.is_file():
         raise UserError("faiss index file is missing", path=str(path))
     try:
-        return faiss.read_index(str(path))
+        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
     except RuntimeError as exc:
         first = first_line(exc, "unreadable")
         raise UserError(f"cannot read the faiss index ({first})", path=str(path)) from None

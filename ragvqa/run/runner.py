@@ -34,10 +34,12 @@ from ragvqa.benchmarks import Benchmark, get_benchmark
 from ragvqa.errors import UserError
 from ragvqa.eval.retrieval_metrics import entity_recall, pseudo_recall, recall_ks
 from ragvqa.io import atomic_writer, check_output_folder, write_json, write_jsonl
+from ragvqa.logs import note
 from ragvqa.pipeline import Pipeline
 from ragvqa.resources import cache_root
 from ragvqa.run import records
 from ragvqa.run.cache import StageCache
+from ragvqa.run.executor import Executor, LocalExecutor, make_executor
 from ragvqa.run.folder import (
     INPUTS,
     RESULTS,
@@ -116,6 +118,7 @@ class BenchRunner:
         self.overwrite, self.notify = overwrite, notify
         self.timings: dict[str, dict[str, Any]] = StageClock()  # metrics: with_startup()
         self.earlier = records.EarlierTimings()  # what the run folder recorded before (run())
+        self.executor: Executor = LocalExecutor()  # the pipeline's `execution` (run())
 
     @property
     def retrieval_only(self) -> bool:
@@ -166,7 +169,17 @@ class BenchRunner:
             # what this run recorded when it computed its stages: a re-run of a finished run
             # keeps those times for the stages it takes from the cache (`records.keep_measured`)
             self.earlier = records.EarlierTimings.read(self.out)
-            return self._run(examples, started)
+            self.executor = make_executor(
+                self.pipeline,
+                cache=self.cache,
+                reader=not self.retrieval_only,
+                notify=self.notify or note,
+                progress=self.progress,
+            )
+            try:
+                return self._run(examples, started)
+            finally:
+                self.executor.close()
 
     def _run(self, examples: list[BenchmarkExample], started: float) -> dict[str, Any]:
         queries = [e.to_query() for e in examples]
@@ -174,19 +187,16 @@ class BenchRunner:
         cache, timings, progress = self.cache, self.timings, self.progress
         baselines: dict[str, list[Answer]] = {}
         gold = self._gold(examples) if p.retrieval_mode == "oracle" else None
-        if self.retrieval_only:
-            answers = p.retrieve_batch(
-                queries, evidence=gold, cache=cache, timings=timings, progress=progress
-            )
-        else:
-            journal = Journal(work / "answers.jsonl")
-            answers = p.answer_batch(
-                queries,
-                evidence=gold,
-                cache=cache,
-                journal=journal,
+        answers = self.executor.retrieve(
+            p, queries, evidence=gold, cache=cache, timings=timings, progress=progress
+        )
+        if not self.retrieval_only:
+            answers = p.read_batch(
+                answers,
+                journal=Journal(work / "answers.jsonl"),
                 timings=timings,
                 progress=progress,
+                read_chunks=self.executor.read_chunks,
             )
             if self.spec.baselines:
                 baselines = self._baselines(examples, answers)
@@ -214,6 +224,7 @@ class BenchRunner:
                 timings=self.timings,
                 progress=self.progress,
                 stage="generate:no_retrieval",
+                read_chunks=self.executor.read_chunks,
             ),
             "oracle_entity": p.read_batch(
                 oracle,
@@ -221,6 +232,7 @@ class BenchRunner:
                 timings=self.timings,
                 progress=self.progress,
                 stage="generate:oracle_entity",
+                read_chunks=self.executor.read_chunks,
             ),
         }
 
@@ -292,6 +304,7 @@ class BenchRunner:
             "timings": records.keep_measured(
                 with_startup(self.timings, self.pipeline.startup), self.earlier.stages
             ),
+            "execution": self.executor.record(),
             "baselines": {
                 name: self._score(examples, got).metrics for name, got in baselines.items()
             },
