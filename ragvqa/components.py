@@ -26,7 +26,6 @@ stages over these components.
 from __future__ import annotations
 
 import inspect
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from functools import cached_property
@@ -42,6 +41,7 @@ from ragvqa.index.manifest import checkpoint_identity
 from ragvqa.kb.store import MANIFEST as KB_MANIFEST
 from ragvqa.kb.store import KBStore
 from ragvqa.locations import Locations
+from ragvqa.logs import note
 from ragvqa.models.checkpoint import parse_dtype, resolve_device_dtype
 from ragvqa.models.encoders import check_kind
 from ragvqa.parts import Index, QueryEncoder, Reader, Reranker, Template
@@ -64,11 +64,6 @@ COMPONENTS = ("encoder", "kb", "index", "reader", "reranker", "prompts", "templa
 # where a part is kept: the reader under its old name, `generator`, which tests and subclasses
 # still replace (`Pipeline.generator = ...`); `components={"generator": g}` still works too
 KEPT_AS = {"reader": "generator", "generator": "generator"}
-
-
-def _notice(message: str) -> None:
-    """A one-line note on stderr (stdout stays for results, e.g. `answer --json`)."""
-    print(f"ragvqa: {message}", file=sys.stderr, flush=True)
 
 
 class Components:
@@ -202,7 +197,7 @@ class Components:
                 self._build_index(self.where.writable(folder, "index.path"))
             elif wanted and faiss_settings_differ(folder, wanted):
                 # the embedding shards in the folder are reused: only faiss is built again
-                _notice(f"rebuilding the faiss index in {folder} for index.faiss = {wanted}")
+                note(f"rebuilding the faiss index in {folder} for index.faiss = {wanted}")
                 self._build_index(self.where.writable(folder, "index.path"))
         search = {k: v for k, v in wanted.items() if k in SEARCH_TIME}
         kb, identity = self.kb, self.encoder_key()

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ragvqa.errors import UserError
 from ragvqa.pipeline import Pipeline
 from ragvqa.run.executor import LocalExecutor, execution_settings, make_executor
 from ragvqa.run.folder import _compared
@@ -217,3 +218,24 @@ def test_the_faiss_index_is_memory_mapped_so_replicas_on_a_node_share_it(tmp_pat
     assert str(path) in Path("/proc/self/maps").read_text()
     got, want = mapped.search(vectors[:5], 3), index.search(vectors[:5], 3)
     assert (got[1] == want[1]).all() and (got[0] == want[0]).all()
+
+
+def test_replicas_asking_for_more_gpus_than_the_cluster_has_stop_in_one_line(world):
+    """2 replicas x 1 GPU on a cluster with 1 GPU: refused before any actor is placed."""
+
+    class Cluster:  # what the executor asks of Ray here: the cluster's resources
+        @staticmethod
+        def cluster_resources() -> dict[str, float]:
+            return {"CPU": 16.0, "GPU": 1.0}
+
+    pipe = Pipeline.load(world["pipeline"], ["execution.executor=ray", "execution.replicas=2"])
+    executor = make_executor(pipe, cache=None)
+    executor._ray = Cluster
+    assert executor._gpus() == 1.0  # the reader's tensor_parallel_size (1) on a GPU cluster
+    with pytest.raises(UserError) as err:
+        executor._check_resources(Cluster, 1.0)
+    assert str(err.value) == (
+        "2 replicas x 1 GPU need 2 GPUs; the Ray cluster has 1 "
+        "(execution.replicas, execution.gpus_per_replica)"
+    )
+    executor._check_resources(Cluster, 0.5)  # two halves of one GPU fit

@@ -12,7 +12,6 @@ settings starts from it without encoding anything.
 
 from __future__ import annotations
 
-import json
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
@@ -38,7 +37,7 @@ from ragvqa.index.manifest import (
 )
 from ragvqa.index.ray_engine import encode_with_ray
 from ragvqa.index.shards import iter_shards, missing_shards, shard_ranges, write_shard
-from ragvqa.io import atomic_path, head_tail_sha256, write_json
+from ragvqa.io import atomic_path, head_tail_sha256, read_json, write_json
 from ragvqa.kb.store import KBStore
 from ragvqa.models.checkpoint import parse_dtype
 from ragvqa.models.encoders import encoder_spec, load_encoder
@@ -67,12 +66,7 @@ class IndexParams:
 def _check_build_state(out: Path, state: dict[str, Any]) -> None:
     path = out / BUILD
     if path.is_file():
-        try:
-            previous = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise UserError(
-                "not a ragvqa index build state; use a new --out folder", path=str(path)
-            ) from None
+        previous = read_json(path, invalid="not a ragvqa index build state; use a new --out folder")
         if previous != state:
             raise UserError(
                 "this folder holds an index build of another KB, encoder or settings; "
@@ -125,10 +119,10 @@ def finished_vectors(out: Path, shape: tuple[int, int, int]) -> dict[str, Any] |
     """The manifest entry of a finished build's stored vectors when they hold every row in
     `shape` (then nothing needs encoding), else None."""
     try:
-        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        manifest = read_json(out / MANIFEST)
         entry = manifest["files"][VECTORS_FILE]
         stored = np.load(out / VECTORS_FILE, mmap_mode="r")
-    except (OSError, ValueError, KeyError, TypeError):
+    except (UserError, OSError, ValueError, KeyError, TypeError):
         return None
     if stored.shape != shape or (out / VECTORS_FILE).stat().st_size != entry["bytes"]:
         return None

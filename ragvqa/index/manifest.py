@@ -14,13 +14,12 @@ fingerprint existed still open (sizes are checked), with a one-line note suggest
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from ragvqa.errors import UserError
-from ragvqa.io import head_tail_sha256, sha256_file
+from ragvqa.io import head_tail_sha256, read_json, sha256_file
+from ragvqa.logs import note
 from ragvqa.models import encoders
 from ragvqa.models.encoders import identity
 
@@ -68,8 +67,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         )
         raise UserError(problem, path=str(folder))
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        manifest = read_json(path)
+    except UserError:  # unreadable, not UTF-8 or not JSON: not a manifest either
         manifest = None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise UserError("index.json is not a ragvqa index manifest", path=str(path))
@@ -200,12 +199,10 @@ def _note_unfingerprinted(folder: Path, names: list[str], *, verified: bool) -> 
         _NOTED.add(key)
     if names and key not in _NOTED:
         _NOTED.add(key)
-        print(
-            f"ragvqa: {folder}/{MANIFEST} predates head-tail fingerprints: opening it checks "
+        note(
+            f"{folder}/{MANIFEST} predates head-tail fingerprints: opening it checks "
             f"the sizes of {', '.join(names)} only; 'ragvqa index verify {folder}' checks "
-            "every byte",
-            file=sys.stderr,
-            flush=True,
+            "every byte"
         )
 
 

@@ -6,9 +6,8 @@ pipeline (an unknown template, an empty question) is a 400.
 
 from __future__ import annotations
 
-import sys
-
 from ragvqa.errors import UserError
+from ragvqa.logs import note
 
 
 class RequestError(UserError):
@@ -28,4 +27,4 @@ def one_line(text: str, limit: int = 500) -> str:
 def log(message: str) -> None:
     """One line on the server's stderr (what a client did that the operator may want to know:
     an upload cut short, a KB image that cannot be read)."""
-    print(f"ragvqa: {one_line(message, 1000)}", file=sys.stderr, flush=True)
+    note(one_line(message, 1000))

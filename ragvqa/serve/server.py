@@ -19,13 +19,13 @@ import errno
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ragvqa.errors import UserError
+from ragvqa.logs import note
 from ragvqa.pipeline import Pipeline
 from ragvqa.prompts import PromptLibrary
 from ragvqa.serve.service import Service, Settings
@@ -54,8 +54,7 @@ def _exit_on_sigterm(signum: int, _: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _say(message: str) -> None:
-    print(f"ragvqa: {message}", file=sys.stderr, flush=True)
+_say = note  # one line on stderr
 
 
 def serve(
