@@ -35,7 +35,6 @@ from typing import Any
 from ragvqa import cached_stages
 from ragvqa.config import Origins, build
 from ragvqa.errors import UserError
-from ragvqa.generate.context import fit_prompt, reader_token_counter
 from ragvqa.index.manifest import MANIFEST as INDEX_MANIFEST
 from ragvqa.index.manifest import checkpoint_identity
 from ragvqa.kb.store import MANIFEST as KB_MANIFEST
@@ -48,6 +47,7 @@ from ragvqa.parts import Index, QueryEncoder, Reader, Reranker, Template
 from ragvqa.pipeline_calls import check_settings
 from ragvqa.prompts import PromptLibrary
 from ragvqa.reader_settings import ReaderSettings, reader_settings  # noqa: F401 (re-exported)
+from ragvqa.readers.context import fit_prompt, reader_token_counter
 from ragvqa.registry import READERS, RERANKERS
 from ragvqa.schema import PipelineConfig, validate_pipeline
 from ragvqa.schema.components import with_remote_code

@@ -1,7 +1,7 @@
 """The parts a `Pipeline` is composed of, as Protocols: what the stages call on each.
 
 A part is any object with these methods: the shipped ones (`RetEncoder`, `TextEncoder`,
-`KBStore`, `PassageIndex`, the rerankers of `ragvqa.rerank`, the readers of `ragvqa.generate`)
+`KBStore`, `PassageIndex`, the rerankers of `ragvqa.rerank`, the readers of `ragvqa.readers`)
 or one handed to `Pipeline(..., components={...})` (a test's scripted reader, an engine shared
 between pipelines). The Pipeline's attributes are typed with these, so a seam between two
 stages says what crosses it; nothing here imports torch, numpy or faiss (vectors are arrays
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from ragvqa.generate.base import Sampling
+from ragvqa.readers.base import Sampling
 from ragvqa.types import ChatPrompt, Generation, Passage, RetrievalResult, VQAQuery
 
 Vectors = Any  # an array [batch, n_vec, dim] (numpy), never imported here

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ragvqa.generate.base import Sampling
+from ragvqa.readers.base import Sampling
 from ragvqa.schema.sections import ReaderSection
 
 

@@ -90,9 +90,9 @@ RERANKERS = Registry(
 READERS = Registry(
     "generator",
     {
-        "vllm": "ragvqa.generate.vllm_backend:VLLMGenerator",
-        "openai": "ragvqa.generate.openai_backend:OpenAIGenerator",
-        "transformers": "ragvqa.generate.hf_backend:TransformersGenerator",
+        "vllm": "ragvqa.readers.vllm_backend:VLLMReader",
+        "openai": "ragvqa.readers.openai_backend:OpenAIReader",
+        "transformers": "ragvqa.readers.hf_backend:TransformersReader",
     },
 )
 GENERATORS = READERS  # the old name

@@ -17,7 +17,7 @@ vLLM's engine processes start. Two things here make that visible and shorter:
 
 The thread that starts the engine stays alive until the pipeline is closed (or the process
 ends), because the engine's processes are asked to die with the thread that started them
-(`ragvqa.generate.vllm_backend`, which reads the thread's `outlives_engine`).
+(`ragvqa.readers.vllm_backend`, which reads the thread's `outlives_engine`).
 """
 
 from __future__ import annotations

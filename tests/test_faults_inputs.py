@@ -157,7 +157,7 @@ def test_exif_orientation_is_applied_by_every_reader(tmp_path):
 
 def test_pixels_are_read_only_through_open_image():
     """Every reader of pixels goes through `ragvqa.data.images.open_image`; the places left
-    open an image for its header or format only. The readers (`ragvqa/generate/`) are outside
+    open an image for its header or format only. The readers (`ragvqa/readers/`) are outside
     this fix (docs/reliability.md, "Not covered")."""
     allowed = {
         "ragvqa/data/images.py": 2,  # open_image itself, and check_image (header only)
@@ -166,7 +166,7 @@ def test_pixels_are_read_only_through_open_image():
     }
     found = {}
     for path in sorted((REPO / "ragvqa").rglob("*.py")):
-        if path.is_relative_to(REPO / "ragvqa" / "generate"):
+        if path.is_relative_to(REPO / "ragvqa" / "readers"):
             continue
         count = len(re.findall(r"\bImage\.open\(", path.read_text(encoding="utf-8")))
         if count:

@@ -25,7 +25,9 @@ modules only is the module test's to report, not this one's.
 from __future__ import annotations
 
 import ast
+import importlib
 import itertools
+import re
 from pathlib import Path
 
 import ragvqa
@@ -287,3 +289,58 @@ def test_no_import_cycles_between_folders():
     assert not cycles, "import cycles between folders (imports inside functions count):\n" + (
         "\n".join(lines)
     )
+
+
+# Old module paths kept as re-exports after a move (issue 24): the download manager left `data/`
+# for `fetch/`, and the readers' package `generate/` became `readers/`.
+MOVED = {
+    **{
+        f"ragvqa.data.{name}": f"ragvqa.fetch.{name}"
+        for name in (
+            *("catalogue", "catalogue_fields", "fetch", "fetch_hub", "fetch_pypi"),
+            *("gguf", "landing", "verify"),
+        )
+    },
+    "ragvqa.generate": "ragvqa.readers",
+    **{
+        f"ragvqa.generate.{name}": f"ragvqa.readers.{name}"
+        for name in ("base", "context", "hf_backend", "openai_backend", "vllm_backend")
+    },
+}
+OLD_PATH = re.compile(r"\b(" + "|".join(re.escape(old) for old in MOVED) + r")\b")
+
+
+def test_only_the_shims_use_the_old_module_paths():
+    """Inside ragvqa/, an old path is imported, or named in a "module:attr" string or a
+    docstring, by its own shim only: the code reads the moved modules where they now live."""
+    modules = module_files()
+    assert set(MOVED) <= set(modules), "a shim is missing"
+    graph = import_graph()
+    found = {}
+    for name, path in modules.items():
+        if name in MOVED:
+            continue
+        imports = graph[name] & set(MOVED)
+        named = set(OLD_PATH.findall(path.read_text(encoding="utf-8")))
+        if imports or named:
+            found[name] = sorted(imports | named)
+    assert found == {}
+
+
+def test_the_shims_re_export_the_moved_objects():
+    """Each shim gives, under every name it exports, the very object of the moved module (so a
+    class patched through either path is the same class), and the readers' old class names
+    are aliases of the new ones."""
+    for old, new in MOVED.items():
+        shim, moved = importlib.import_module(old), importlib.import_module(new)
+        for name in getattr(shim, "__all__", []):
+            assert getattr(shim, name) is getattr(moved, name), f"{old}.{name}"
+    from ragvqa.generate.hf_backend import TransformersGenerator
+    from ragvqa.generate.openai_backend import OpenAIGenerator
+    from ragvqa.generate.vllm_backend import VLLMGenerator
+    from ragvqa.readers.hf_backend import TransformersReader
+    from ragvqa.readers.openai_backend import OpenAIReader
+    from ragvqa.readers.vllm_backend import VLLMReader
+
+    assert VLLMGenerator is VLLMReader and OpenAIGenerator is OpenAIReader
+    assert TransformersGenerator is TransformersReader

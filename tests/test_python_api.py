@@ -123,7 +123,7 @@ def test_the_real_demo_keeps_its_files_under_its_folder(tmp_path, monkeypatch, c
         assert Path(root) == data  # absolute, read against the working directory
         return SimpleNamespace(outcome="present", path=Path(root) / "x")
 
-    monkeypatch.setattr("ragvqa.data.fetch.fetch", fetch)
+    monkeypatch.setattr("ragvqa.fetch.fetch.fetch", fetch)
     reader = Scripted()
     run_real_demo(Path("ragvqa-demo"), bench=False, limit=1, components={"generator": reader})
     err = " ".join(capsys.readouterr().err.split())

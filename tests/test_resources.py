@@ -103,6 +103,7 @@ def test_built_wheel_ships_and_reads_the_resources(tmp_path):
     assert {n.split("/")[0] for n in names} == {"ragvqa", wheel.name.split("-py")[0] + ".dist-info"}
     code = {f"ragvqa/{n}" for n in _files(REPO / "ragvqa") if n.endswith(".py")}
     assert code - names == set()
+    assert "ragvqa/fetch/catalogue.yaml" in names  # package data, read next to its module
     for kind in KINDS:
         shipped = {n for n in _files(REPO / kind) if not f"{kind}/{n}".startswith(NOT_SHIPPED)}
         in_wheel = {
@@ -119,14 +120,16 @@ def test_built_wheel_ships_and_reads_the_resources(tmp_path):
     probe = (
         "import json, ragvqa; from ragvqa.resources import resource_dir; "
         "from ragvqa.prompts import PromptLibrary; "
+        "from ragvqa.fetch.catalogue import load_catalogue; "
         "print(json.dumps([ragvqa.__file__, [str(resource_dir(k)) for k in "
-        f"{KINDS!r}], PromptLibrary().refs()]))"
+        f"{KINDS!r}], PromptLibrary().refs(), len(load_catalogue().artefacts)]))"
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
     out = subprocess.run(
         [sys.executable, "-c", probe], cwd=elsewhere, env=env, check=True, capture_output=True
     )
-    module, folders, refs = json.loads(out.stdout)
+    module, folders, refs, artefacts = json.loads(out.stdout)
+    assert artefacts > 0  # the catalogue read from the installed copy
     assert Path(module).is_relative_to(site)
     assert folders == [str(site / "ragvqa" / "_resources" / kind) for kind in KINDS]
     assert refs == PromptLibrary(REPO / "prompts").refs()

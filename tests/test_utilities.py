@@ -143,7 +143,7 @@ LEGITIMATE_JSON = {
     "run/journal.py": (1, "one line of a generation journal"),
     "run/lock.py": (1, "the lock's content, read from the descriptor that holds the lock"),
     "serve/client.py": (2, "HTTP response bodies"),
-    "generate/openai_backend.py": (1, "an HTTP response body"),
+    "readers/openai_backend.py": (1, "an HTTP response body"),
     "serve/service.py": (1, "a round trip through JSON: the config as JSON values"),
     "prompt_versions.py": (1, "a round trip through JSON: a render as JSON values"),
     "cli/prompts.py": (1, "a round trip through JSON: the lock as JSON values"),
@@ -171,10 +171,10 @@ ATOMIC = re.compile(r"os\.replace\(|os\.link\(|\.rename\(|json\.dump\(|write_tex
 LEGITIMATE_ATOMIC = {
     "io.py": (3, "the atomic writers themselves (atomic_path, write_new, write_json)"),
     "train/state.py": (2, "a checkpoint is a folder: renamed whole, the old one aside first"),
-    "data/fetch.py": (1, "a download's `.part` file: kept on failure, the next fetch resumes it"),
-    "data/fetch_hub.py": (2, "the data root's `.part` landing (data list shows it as partial)"),
-    "data/fetch_pypi.py": (3, "the data root's `.part` landing; a staging folder moved whole"),
-    "data/landing.py": (1, "a bad download moved aside, not a write"),
+    "fetch/fetch.py": (1, "a download's `.part` file: kept on failure, the next fetch resumes it"),
+    "fetch/fetch_hub.py": (2, "the data root's `.part` landing (data list shows it as partial)"),
+    "fetch/fetch_pypi.py": (3, "the data root's `.part` landing; a staging folder moved whole"),
+    "fetch/landing.py": (1, "a bad download moved aside, not a write"),
     "serve/uploads.py": (1, "an upload renamed to its image type's extension, not a write"),
 }
 # JSON written in place in files of other owners: none left (issue 24)
@@ -188,8 +188,8 @@ def test_files_are_written_atomically_through_io():
 
 def test_the_switched_readers_keep_their_messages(tmp_path):
     """A few of the sites now reading through `read_json`, with the words they had before."""
-    from ragvqa.data.gguf import BUILD_FILE, read_record
     from ragvqa.data.images import load_id2name
+    from ragvqa.fetch.gguf import BUILD_FILE, read_record
     from ragvqa.kb.images import ImageResolver
     from ragvqa.kb.store import read_manifest
     from ragvqa.models.checkpoint import read_config

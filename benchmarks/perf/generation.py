@@ -25,9 +25,9 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=32)
     args = parser.parse_args()
-    from ragvqa.generate.base import Sampling
-    from ragvqa.generate.vllm_backend import VLLMGenerator
     from ragvqa.prompts import PromptLibrary
+    from ragvqa.readers.base import Sampling
+    from ragvqa.readers.vllm_backend import VLLMReader
     from ragvqa.types import Passage, RetrievedPassage
 
     tmp = tempfile.TemporaryDirectory()
@@ -37,7 +37,7 @@ def main() -> None:
         from llm_fixtures import tiny_llama
 
         model = str(tiny_llama(Path(tmp.name) / "llama"))
-    engine = VLLMGenerator(
+    engine = VLLMReader(
         model, dtype="float32", max_model_len=512, enforce_eager=True, gpu_memory_utilization=0.15
     )
     template = PromptLibrary().get("answer/evidence_fallback@1")

@@ -35,10 +35,10 @@ def main() -> None:
     args = parser.parse_args()
     from PIL import Image
 
-    from ragvqa.generate.base import Sampling
-    from ragvqa.generate.context import reader_token_counter
-    from ragvqa.generate.vllm_backend import VLLMGenerator
     from ragvqa.prompts import PromptLibrary
+    from ragvqa.readers.base import Sampling
+    from ragvqa.readers.context import reader_token_counter
+    from ragvqa.readers.vllm_backend import VLLMReader
     from ragvqa.types import Passage, RetrievedPassage
 
     tmp = Path(tempfile.mkdtemp(prefix="ragvqa-mm-"))
@@ -48,7 +48,7 @@ def main() -> None:
 
         model = str(tiny_qwen2_5_vl(tmp / "qwen"))
     started = time.perf_counter()
-    engine = VLLMGenerator(
+    engine = VLLMReader(
         model,
         dtype="float32",
         max_model_len=512,

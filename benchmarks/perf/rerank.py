@@ -100,12 +100,12 @@ def entity_choice(tmp: Path, result) -> float:
     sys.path.insert(0, str(TESTS))
     from llm_fixtures import tiny_llama
 
-    from ragvqa.generate.vllm_backend import VLLMGenerator
     from ragvqa.prompts import PromptLibrary
+    from ragvqa.readers.vllm_backend import VLLMReader
     from ragvqa.rerank.entity_choice import EntityChoiceReranker
     from ragvqa.types import VQAQuery
 
-    engine = VLLMGenerator(
+    engine = VLLMReader(
         str(tiny_llama(tmp / "llama")),
         dtype="float32",
         max_model_len=512,

@@ -42,7 +42,7 @@ def data_root(given: Path | None, how: str) -> Path:
 def expand_names(names: list[str], catalogue: Any) -> list[Any]:
     """Artefacts for catalogue names and benchmark names, in order, each once."""
     from ragvqa.benchmarks import benchmark_names, get_benchmark
-    from ragvqa.data.catalogue import unknown_name_message
+    from ragvqa.fetch.catalogue import unknown_name_message
 
     known = catalogue.names()
     chosen: list[str] = []
@@ -67,8 +67,8 @@ def list_command(
 ) -> None:
     """Every artefact: kind, size, benchmarks and whether it is present under the root."""
     with user_errors():
-        from ragvqa.data.catalogue import load_catalogue
-        from ragvqa.data.fetch import status
+        from ragvqa.fetch.catalogue import load_catalogue
+        from ragvqa.fetch.fetch import status
 
         cat = load_catalogue(catalogue)
         if root is None and os.environ.get("RAGVQA_DATA"):
@@ -107,7 +107,7 @@ def _describe(artefact: Any, state: str | None, root: Path | None) -> dict[str, 
 def _show_list(rows: list[dict[str, Any]], root: Path | None) -> None:
     from rich.table import Table
 
-    from ragvqa.data.catalogue import human_size
+    from ragvqa.fetch.catalogue import human_size
 
     colours = {"present": "green", "partial": "yellow", "absent": "red"}
     table = Table(title=shown(f"data catalogue · root {root}" if root else "data catalogue"))
@@ -144,8 +144,8 @@ def fetch_command(
 ) -> None:
     """Download artefacts into the data root: resumable, checksummed, atomic."""
     with user_errors():
-        from ragvqa.data.catalogue import load_catalogue
-        from ragvqa.data.fetch import RetryPolicy, fetch
+        from ragvqa.fetch.catalogue import load_catalogue
+        from ragvqa.fetch.fetch import RetryPolicy, fetch
         from ragvqa.run.lock import locked_folder
 
         cat = load_catalogue(catalogue)
@@ -197,8 +197,8 @@ def verify_command(
     """Checksums, sizes and record counts of present files; questions without an image."""
     with user_errors():
         from ragvqa.benchmarks import benchmark_names, get_benchmark
-        from ragvqa.data.catalogue import load_catalogue
-        from ragvqa.data.verify import check_artefact, missing_images
+        from ragvqa.fetch.catalogue import load_catalogue
+        from ragvqa.fetch.verify import check_artefact, missing_images
 
         plugins = (
             [get_benchmark(benchmark)]

@@ -41,8 +41,8 @@ def _real_demo(
 ) -> None:
     from ragvqa.benchmarks import get_benchmark
     from ragvqa.cli.bench import summary
-    from ragvqa.data.catalogue import load_catalogue
-    from ragvqa.data.fetch import fetch
+    from ragvqa.fetch.catalogue import load_catalogue
+    from ragvqa.fetch.fetch import fetch
     from ragvqa.pipeline import Pipeline
     from ragvqa.resources import resource_dir
     from ragvqa.run.lock import locked_folder

@@ -1,1 +1,1 @@
-"""Readers: generation backends (vLLM in-process, OpenAI-compatible HTTP, transformers)."""
+"""Old name of `ragvqa.readers`, kept so that existing imports still work."""

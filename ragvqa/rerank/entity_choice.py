@@ -13,8 +13,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ragvqa.generate.base import Sampling
 from ragvqa.prompts import PromptLibrary
+from ragvqa.readers.base import Sampling
 from ragvqa.rerank.fusion import permute
 from ragvqa.schema.base import defaults
 from ragvqa.schema.components import EntityChoiceArgs

@@ -17,7 +17,7 @@ from ragvqa.registry import READERS, Registry
 from ragvqa.schema.base import Count, Fraction, Section, Size
 from ragvqa.schema.sections import SamplingSection
 
-LAYOUTS = ("chat", "plain")  # how a reader lays a prompt out (ragvqa.generate.base)
+LAYOUTS = ("chat", "plain")  # how a reader lays a prompt out (ragvqa.readers.base)
 DEFAULT_TEMPLATE = "{display_title}\n{text}"  # a section's text (ragvqa.index.documents)
 Layout = Literal[LAYOUTS]
 VLLMDtype = Literal["auto", "half", "float16", "bfloat16", "float", "float32"]
@@ -25,7 +25,7 @@ _LAYOUT = "`chat` (the model's chat template) or `plain` (the prompt's text as i
 
 
 class VLLMArgs(Section):
-    """vLLM in-process (`ragvqa.generate.vllm_backend`); null settings are vLLM's defaults."""
+    """vLLM in-process (`ragvqa.readers.vllm_backend`); null settings are vLLM's defaults."""
 
     model: str = Field(description="Hub id or folder (relative to the pipeline file).")
     layout: Layout | None = Field(None, description=_LAYOUT + " Null: chat.")
@@ -63,7 +63,7 @@ class VLLMArgs(Section):
 
 
 class OpenAIArgs(Section):
-    """An OpenAI-compatible HTTP server (`vllm serve`, ...): `ragvqa.generate.openai_backend`."""
+    """An OpenAI-compatible HTTP server (`vllm serve`, ...): `ragvqa.readers.openai_backend`."""
 
     base_url: str = Field(description="The server's URL, e.g. `http://127.0.0.1:8000/v1`.")
     model: str = Field(description="The served model's name.")
@@ -76,7 +76,7 @@ class OpenAIArgs(Section):
 
 
 class TransformersArgs(Section):
-    """transformers in-process, one prompt at a time: `ragvqa.generate.hf_backend`."""
+    """transformers in-process, one prompt at a time: `ragvqa.readers.hf_backend`."""
 
     model: str = Field(description="Hub id or folder (relative to the pipeline file).")
     device: str | None = Field(None, description="Null: CUDA when available, else CPU.")

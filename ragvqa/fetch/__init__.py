@@ -1,0 +1,1 @@
+"""The download manager behind `ragvqa data list / fetch / verify`: catalogue, fetching, checks."""

@@ -1,0 +1,1 @@
+"""Readers: generation backends (vLLM in-process, OpenAI-compatible HTTP, transformers)."""
