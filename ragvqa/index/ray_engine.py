@@ -13,12 +13,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ragvqa.errors import UserError
 from ragvqa.index.documents import document_text
 from ragvqa.index.shards import write_shard
 from ragvqa.kb.store import KBStore
 from ragvqa.models.checkpoint import parse_dtype
 from ragvqa.models.encoders import load_encoder
+from ragvqa.ray_cluster import join_or_start, ray_module, stop
 
 
 class _ShardEncoder:
@@ -67,28 +67,15 @@ def encode_with_ray(
     """Encode the (shard, start, end) tasks on a Ray cluster; returns the shards written.
 
     Args:
-        address: Ray cluster address ("auto", "ray://host:10001"); None starts a local Ray
-            instance on this machine (loopback only).
+        address: Ray cluster address ("auto", "ray://host:10001"); None: `RAY_ADDRESS`, else
+            a local Ray on this machine (loopback only; `ragvqa.ray_cluster`).
         actors: Encoder actors (0: one per GPU, or 2 on a machine without GPUs).
         dtype: Encoder dtype name (None: bfloat16 on a GPU, float32 on a CPU).
     """
-    try:
-        import ray
-    except ImportError:
-        raise UserError("--engine ray needs Ray: pip install 'ray[data]'") from None
+    ray_module("--engine ray")  # without Ray: one line, even with nothing left to encode
     if not todo:
         return []
-    started_here = not ray.is_initialized()
-    if started_here:
-        if address:
-            ray.init(address=address)
-        else:
-            ray.init(
-                include_dashboard=False,
-                _node_ip_address="127.0.0.1",
-                object_store_memory=256 * 2**20,
-                log_to_driver=False,
-            )
+    ray, started_here = join_or_start("--engine ray", address)
     try:
         gpus = int(ray.cluster_resources().get("GPU", 0))
         pool = actors or (gpus if gpus else 2)
@@ -103,5 +90,4 @@ def encode_with_ray(
         ).take_all()
         return sorted(int(row["shard"]) for row in written)
     finally:
-        if started_here:
-            ray.shutdown()
+        stop(ray, started_here)

@@ -26,7 +26,6 @@ replica. Ray is imported only here.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections import deque
@@ -35,6 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ragvqa.errors import UserError, first_line
+from ragvqa.ray_cluster import join_or_start, stop
 from ragvqa.run.replica import Replica, Timings
 from ragvqa.schema.sections import ExecutionSection
 from ragvqa.types import Answer, Passage, VQAQuery
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 # what a replica's environment takes from the driver's: data and cache roots, hub and vLLM settings
 FORWARDED_ENV = ("RAGVQA_", "HF_", "VLLM_", "TRANSFORMERS_", "CUDA_DEVICE_ORDER")
 PROBES, PROBE_WAIT = 120, 1.0  # a replica out of reach for 2 minutes is given up
-LOCAL_OBJECT_STORE = 256 * 2**20  # bytes: a local Ray's object store (answers are small)
 
 
 @dataclass
@@ -154,8 +153,7 @@ class RayExecutor:
             ray.wait(closing, num_returns=len(closing), timeout=60)
         for x in slots:
             ray.kill(x.actor)
-        if self._started_ray:
-            ray.shutdown()
+        stop(ray, self._started_ray)
         self._ray = None
 
     # -- replicas -------------------------------------------------------------------------------
@@ -163,12 +161,9 @@ class RayExecutor:
         """Join (or start) Ray and place the replicas; the first call only."""
         if self._ray is not None:
             return
-        try:
-            import ray
-        except ImportError:
-            raise UserError("--executor ray needs Ray: pip install 'ray[data]'") from None
-        if not ray.is_initialized():
-            self._init(ray)
+        s = self.settings
+        cpus = max(os.cpu_count() or 1, int(s.replicas * s.cpus_per_replica + 0.999))
+        ray, self._started_ray = join_or_start("--executor ray", self.address, num_cpus=cpus)
         self._ray = ray
         gpus = self._gpus()
         self._check_resources(ray, gpus)
@@ -211,31 +206,6 @@ class RayExecutor:
             reason = f"{type(exc).__name__}: {first_line(exc)}"
             self.notify(f"replica {slot.number} died while loading ({reason}); it loads again")
         time.sleep(PROBE_WAIT)
-
-    def _init(self, ray: Any) -> None:
-        from ragvqa import logs
-
-        quiet = logs.is_quiet()
-        level = logging.ERROR if quiet else logging.INFO
-        logging.getLogger("ray").setLevel(level)  # "Started a local Ray instance", ...
-        if self.address:
-            try:
-                ray.init(address=self.address, log_to_driver=False, logging_level=level)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise UserError(
-                    f"cannot join the Ray cluster at RAY_ADDRESS={self.address}: {first_line(exc)}"
-                ) from None
-        else:
-            s = self.settings
-            ray.init(
-                include_dashboard=False,
-                _node_ip_address="127.0.0.1",
-                num_cpus=max(os.cpu_count() or 1, int(s.replicas * s.cpus_per_replica + 0.999)),
-                object_store_memory=LOCAL_OBJECT_STORE,
-                log_to_driver=False,
-                logging_level=level,
-            )
-            self._started_ray = True
 
     def _gpus(self) -> float:
         """GPUs per replica: the setting, else the reader's tensor-parallel size on a cluster
