@@ -21,9 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
-from typer.core import TyperCommand
 
-from ragvqa.cli.common import print_json, say, show_line, show_table, shown, user_errors
+from ragvqa.cli.common import (
+    BenchmarkCommand,
+    print_json,
+    say,
+    show_line,
+    show_table,
+    shown,
+    user_errors,
+)
 from ragvqa.errors import UserError
 from ragvqa.eval.names import metric_label
 
@@ -181,18 +188,7 @@ def timing_rows(timings: dict[str, Any]) -> list[tuple[Any, str]]:
     return rows
 
 
-class BenchCommand(TyperCommand):
-    """`ragvqa bench`: its help names every registered benchmark, read from the registry when
-    the help is shown (so `ragvqa` itself starts without reading the plug-ins' entry points)."""
-
-    def format_help(self, ctx: Any, formatter: Any) -> None:
-        from ragvqa.benchmarks import benchmark_names
-
-        names = ", ".join(benchmark_names())
-        for param in self.params:
-            if param.name == "benchmark":
-                param.help = f"Benchmark: one of {names} (the registered plug-ins)."
-        super().format_help(ctx, formatter)
+BenchCommand = BenchmarkCommand  # its help names the registered benchmarks
 
 
 def execution_overrides(executor: str | None, replicas: int | None) -> list[str]:

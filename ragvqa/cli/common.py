@@ -30,6 +30,7 @@ from rich.cells import cell_len
 from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperCommand
 
 from ragvqa.errors import UserError
 from ragvqa.io import WRITE_ERRORS
@@ -181,3 +182,18 @@ def _flat_items(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]
         else:
             items.append((f"{prefix}{key}", value))
     return items
+
+
+class BenchmarkCommand(TyperCommand):
+    """A command with a `benchmark` argument (`bench`, `score`): its help names every
+    registered benchmark, read from the registry when the help is shown (so `ragvqa` itself
+    starts without reading the plug-ins' entry points)."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        from ragvqa.benchmarks import benchmark_names
+
+        names = ", ".join(benchmark_names())
+        for param in self.params:
+            if param.name == "benchmark":
+                param.help = f"Benchmark: one of {names} (the registered plug-ins)."
+        super().format_help(ctx, formatter)

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from typer.core import TyperCommand
 
-from ragvqa.cli.common import print_json, show_table, stderr, user_errors
+from ragvqa.cli.common import BenchmarkCommand, print_json, show_table, stderr, user_errors
 
 if TYPE_CHECKING:
     from ragvqa.benchmarks.base import ScoreTable
@@ -84,18 +83,7 @@ def _table(view: ScoreTable) -> Any:
     return table
 
 
-class ScoreCommand(TyperCommand):
-    """`ragvqa score`: its help names every registered benchmark, read from the registry when
-    the help is shown (so `ragvqa` itself starts without reading the plug-ins' entry points)."""
-
-    def format_help(self, ctx: Any, formatter: Any) -> None:
-        from ragvqa.benchmarks import benchmark_names
-
-        names = ", ".join(benchmark_names())
-        for param in self.params:
-            if param.name == "benchmark":
-                param.help = f"Benchmark: one of {names} (the registered plug-ins)."
-        super().format_help(ctx, formatter)
+ScoreCommand = BenchmarkCommand  # its help names the registered benchmarks
 
 
 def score_command(
