@@ -61,9 +61,8 @@ from ragvqa.startup import Background, StartupLog, since_start
 from ragvqa.types import ChatPrompt, RetrievalResult, RetrievedPassage, VQAQuery
 
 COMPONENTS = ("encoder", "kb", "index", "reader", "reranker", "prompts", "template")
-# where a part is kept: the reader under its old name, `generator`, which tests and subclasses
-# still replace (`Pipeline.generator = ...`); `components={"generator": g}` still works too
-KEPT_AS = {"reader": "generator", "generator": "generator"}
+# the parts' old names, still taken: `components={"generator": g}` is the reader
+KEPT_AS = {"generator": "reader"}
 
 
 class Components:
@@ -219,12 +218,16 @@ class Components:
         build_index(params, folder, device=self._encoder.device)
 
     @property
-    def reader(self) -> Reader:
-        """The reader (kept as `generator`, its old name: see `KEPT_AS`)."""
-        return self.generator
+    def generator(self) -> Reader:
+        """The reader, by its old name."""
+        return self.reader
+
+    @generator.setter
+    def generator(self, reader: Reader) -> None:
+        vars(self)["reader"] = reader
 
     @cached_property
-    def generator(self) -> Reader:
+    def reader(self) -> Reader:
         starting = getattr(self, "_reader_start", None)
         if starting is not None:  # start_reader() is building it: wait for it
             return starting.result()
@@ -283,10 +286,10 @@ class Components:
     def close(self) -> None:
         """Close what this pipeline built (an engine it started); given components stay open.
         An engine still starting in the background is closed by its thread once started."""
-        if "generator" in self._given:
+        if "reader" in self._given:
             return
-        if self.loaded("reader") and hasattr(self.generator, "close"):
-            self.generator.close()
+        if self.loaded("reader") and hasattr(self.reader, "close"):
+            self.reader.close()
         starting = getattr(self, "_reader_start", None)
         if starting is not None:
             starting.close()

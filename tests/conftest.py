@@ -247,7 +247,7 @@ def shared_engine(monkeypatch, vllm_engine):
     reader) instead of starting their own."""
     from ragvqa.pipeline import Pipeline
 
-    monkeypatch.setattr(Pipeline, "generator", property(lambda self: vllm_engine))
+    monkeypatch.setattr(Pipeline, "reader", property(lambda self: vllm_engine))
     return vllm_engine
 
 

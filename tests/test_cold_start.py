@@ -133,12 +133,12 @@ def test_start_generator_starts_nothing_it_does_not_own(world):
     http.start_generator()  # an HTTP reader has no engine to wait for: no preload
 
     class Own(Pipeline):
-        generator = Engine()
+        reader = Engine()
 
     own = Own(world_config(world), folder)
     own.start_generator()
     for pipe in (given, http, own):
-        assert "_reader_start" not in pipe.__dict__
+        assert not hasattr(pipe, "_reader_start")
         assert "reader_import" not in pipe.startup.to_json()
 
 
@@ -149,7 +149,7 @@ def test_an_index_mismatch_fails_before_the_engine_starts(world, tmp_path):
     pipe = Pipeline.load(world["pipeline"], [f"encoder.model={other}"])
     with pytest.raises(UserError, match="the index was built with encoder"):
         pipe.answer(first_image(world), QUESTION)
-    assert "_reader_start" not in pipe.__dict__  # no engine was started for it
+    assert not hasattr(pipe, "_reader_start")  # no engine was started for it
     assert set(pipe.startup.to_json()) == {"before_load", "load", "kb"}  # no reader_import
 
 

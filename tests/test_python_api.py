@@ -155,7 +155,7 @@ def test_arguments_are_checked_before_anything_loads(world):
     for call, message in cases:
         with pytest.raises(UserError, match=message):
             call()
-    assert "encoder" not in pipe.__dict__ and "index" not in pipe.__dict__  # nothing loaded
+    assert not pipe.loaded("encoder") and not pipe.loaded("index")  # nothing loaded
 
 
 def test_a_closed_pipeline_says_so(world):

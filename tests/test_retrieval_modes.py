@@ -51,7 +51,7 @@ def test_mode_oracle_reads_the_gold_entity(world, vllm_engine, tmp_path):
         pipe.retrieve_batch([VQAQuery("q", "Which city?")])
     out = tmp_path / "run"
     metrics = BenchRunner(pipe, spec(world), out, cache=tmp_path / "c", progress=False).run()
-    assert "retrieval" not in metrics and "encoder" not in pipe.__dict__
+    assert "retrieval" not in metrics and not pipe.loaded("encoder")
     kb = KBStore(world["root"] / "kb")
     entity = {p.passage_id: p.entity_id for p in kb.passages(range(len(kb)))}
     gold = {}

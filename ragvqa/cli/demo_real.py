@@ -75,7 +75,7 @@ def _real_demo(
             for name, p in (("real-text", pipe), ("no-retrieval", None)):
                 p = p or Pipeline.load(
                     pipelines / "real-text-no-retrieval.yaml",
-                    components={"generator": pipe.generator},
+                    components={"reader": pipe.reader},
                 )
                 out = folder / "runs" / f"wn-wiki-{name}-{limit}"
                 spec = BenchSpec("wn-wiki", {"questions": questions}, limit=limit)
