@@ -23,7 +23,7 @@ import yaml
 
 from ragvqa.errors import UserError
 from ragvqa.pipeline import Pipeline
-from ragvqa.run.executor import LocalExecutor, execution_settings, make_executor
+from ragvqa.run.executor import LocalExecutor, make_executor
 from ragvqa.run.folder import _compared
 from ragvqa.run.ray_executor import RayExecutor, _add
 from ragvqa.run.records import read_metrics, read_records
@@ -167,10 +167,10 @@ def test_an_error_in_a_replica_is_one_line_naming_it(world, tmp_path):
 # -- without Ray ---------------------------------------------------------------------------------
 def test_execution_settings_and_the_executor_they_choose(world):
     pipe = Pipeline.load(world["pipeline"])
-    assert execution_settings(pipe.config).executor == "local"
+    assert pipe.settings.execution.executor == "local"  # the default section
     assert isinstance(make_executor(pipe, cache=None), LocalExecutor)
     ray_pipe = Pipeline.load(world["pipeline"], ["execution.executor=ray", "execution.replicas=3"])
-    settings = execution_settings(ray_pipe.config)
+    settings = ray_pipe.settings.execution
     assert (settings.executor, settings.replicas, settings.max_restarts) == ("ray", 3, 2)
     executor = make_executor(ray_pipe, cache=None, reader=False)
     assert isinstance(executor, RayExecutor)  # nothing started until it is used

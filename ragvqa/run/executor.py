@@ -11,9 +11,10 @@ batch is generated (`read_chunks`, see `ragvqa.pipeline.ChunkReader`).
 - `RayExecutor` (ragvqa.run.ray_executor) runs N replicas of the whole pipeline as Ray actors;
   the run folder, its lock and its journal stay with the driver.
 
-The pipeline's `execution` section chooses (`execution_settings`); `--executor` and `--replicas`
-on the command line are the same keys (`--set execution.executor=ray`). The section is not part
-of a run's identity: both executors give the same answers, and a run may resume on either.
+The pipeline's `execution` section chooses (`pipe.settings.execution`); `--executor` and
+`--replicas` on the command line are the same keys (`--set execution.executor=ray`). The section
+is not part of a run's identity: both executors give the same answers, and a run may resume on
+either.
 """
 
 from __future__ import annotations
@@ -84,13 +85,6 @@ class LocalExecutor:
         """Nothing to stop: the pipeline is the caller's."""
 
 
-def execution_settings(config: Mapping[str, Any]) -> ExecutionSection:
-    """The `execution` section of a resolved pipeline mapping (validated when it was loaded),
-    its defaults where it is absent."""
-    section = config.get("execution")
-    return ExecutionSection.model_validate(dict(section) if isinstance(section, Mapping) else {})
-
-
 def make_executor(
     pipe: Pipeline,
     *,
@@ -102,7 +96,7 @@ def make_executor(
     """The executor the pipeline's `execution` section names. `cache`: the stage cache the
     replicas share; `reader`: the run reads (a replica starts its reader early); `notify`: told
     in one line when a replica dies."""
-    settings = execution_settings(pipe.config)
+    settings = pipe.settings.execution or ExecutionSection()  # validated when it was loaded
     if settings.executor == "local":
         return LocalExecutor()
     from ragvqa.run.ray_executor import RayExecutor  # imports ray: only when asked for
