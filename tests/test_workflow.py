@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_feedback import read_terminal
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -286,26 +287,12 @@ def test_library_warnings_hidden_unless_verbose(world, tmp_path):
 
 def test_spinner_draws_on_a_terminal_only():
     """In a pseudo-terminal the spinner shows its label; off a terminal nothing is written."""
-    import pty
-
     code = (
         "import time\nfrom ragvqa.progress import Spinner\n"
         "with Spinner('starting reader'):\n    time.sleep(0.5)\n"
     )
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-c", code], stderr=slave, stdout=slave)
-    os.close(slave)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # the child closed the terminal
-            break
-        if not chunk:
-            break
-        seen += chunk
-    proc.wait(timeout=60)
-    os.close(master)
+    rc, seen = read_terminal(code)
+    assert rc == 0
     assert b"starting reader..." in seen
     piped = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert piped.returncode == 0 and piped.stderr == b"" and piped.stdout == b""

@@ -138,7 +138,8 @@ def _placeholder_tokens(
     processor: Any, placeholder: str, size: tuple[int, int], kwargs: dict[str, Any]
 ) -> int:
     """How many tokens one image of `size` (height, width) becomes."""
-    # transformers' own count from a size, where the processor implements it
+    # transformers' own count from a size, where the processor implements it; processors
+    # without it (or with another signature) raise these, and the blank image below counts
     with contextlib.suppress(NotImplementedError, AttributeError, TypeError, KeyError):
         data = processor._get_num_multimodal_tokens(image_sizes=[size], **kwargs)
         return int(data.num_image_tokens[0])
