@@ -180,24 +180,31 @@ def test_a_saved_template_over_the_bounds_fails_only_its_own_question(tmp_path):
 
 
 def test_a_slow_draft_does_not_hold_other_questions(tmp_path):
-    service = make_service(tmp_path, render_seconds=0.5)
-    loops = "{% for a in range(3000) %}{% for b in range(3000) %}{% endfor %}{% endfor %}x"
+    # 3 s, not the 0.5 a quick test would like: on a loaded 2-core CI machine an ordinary
+    # render can take a good part of a second. What is checked is the order, not a time: the
+    # question asked while the draft renders is answered before the draft's clock runs out.
+    service = make_service(tmp_path, render_seconds=3.0)
+    loops = (  # 27 billion steps: hours, were it not for the clock
+        "{% for a in range(3000) %}{% for b in range(3000) %}{% for c in range(3000) %}"
+        "{% endfor %}{% endfor %}{% endfor %}x"
+    )
     with TestClient(create_app(service)) as client:
-        query_id = ask(client).json()["query_id"]
-        body = {"query_id": query_id, "base": BASE, "text": draft_text(loops)}
+        first = ask(client)
+        assert first.status_code == 200, first.text
+        body = {"query_id": first.json()["query_id"], "base": BASE, "text": draft_text(loops)}
         drafted: list[httpx.Response] = []
         thread = threading.Thread(
             target=lambda: drafted.append(client.post("/v1/reread", json=body))
         )
-        started = time.monotonic()
         thread.start()
-        time.sleep(0.1)
+        time.sleep(0.2)
         answered = ask(client)
-        waited = time.monotonic() - started
-        thread.join(30)
-    assert answered.status_code == 200 and waited < 2.0
+        still_rendering = thread.is_alive()
+        thread.join(60)
+    assert answered.status_code == 200, answered.text
+    assert still_rendering  # answered while the draft was still within its 3 s
     assert drafted[0].status_code == 400, drafted[0].text
-    assert "takes longer than 0.5 s to render" in drafted[0].json()["error"]
+    assert "takes longer than 3 s to render" in drafted[0].json()["error"]
 
 
 # -- uploads, over the ASGI callable ------------------------------------------------------------
