@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ragvqa.data.images import check_image
 from ragvqa.errors import UserError
+from ragvqa.images import check_image
 from ragvqa.index.manifest import MANIFEST as INDEX_MANIFEST
 from ragvqa.kb.store import MANIFEST as KB_MANIFEST
 from ragvqa.registry import READERS

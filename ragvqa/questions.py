@@ -29,7 +29,7 @@ def validate_image(path: Path) -> str:
     any model loads)."""
     from PIL import Image
 
-    from ragvqa.data.images import check_image
+    from ragvqa.images import check_image
 
     problem = check_image(str(path))
     if problem is not None:

@@ -23,8 +23,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ragvqa.cli.main import app
-from ragvqa.data.images import check_image
 from ragvqa.errors import UserError
+from ragvqa.images import check_image
 from ragvqa.io import atomic_writer, write_json
 from ragvqa.models.encode import EncodeStats, load_image
 from ragvqa.models.processor import RetProcessor
@@ -44,7 +44,7 @@ def thin_png(path: Path, width: int, height: int) -> Path:
 
 # --- 1. very thin images ---------------------------------------------------------------------
 def test_a_thin_image_is_refused_from_its_header_by_every_check(tmp_path):
-    from ragvqa.data.images import MAX_ASPECT_RATIO, open_image
+    from ragvqa.images import MAX_ASPECT_RATIO, open_image
 
     # the issue's file: 1 x 2,000,000 pixels in 3.9 KB (its resize to 224 would be 300 GB)
     thin = thin_png(tmp_path / "thin.png", 1, 2_000_000)
@@ -141,7 +141,7 @@ def test_exif_orientation_is_applied_by_every_reader(tmp_path):
     from ragvqa.serve.uploads import thumbnail
 
     photo = portrait_jpeg(tmp_path / "phone.jpg")
-    from ragvqa.data.images import open_image
+    from ragvqa.images import open_image
 
     with Image.open(photo) as stored:
         assert stored.size == (80, 40)  # as stored: on its side
@@ -156,11 +156,11 @@ def test_exif_orientation_is_applied_by_every_reader(tmp_path):
 
 
 def test_pixels_are_read_only_through_open_image():
-    """Every reader of pixels goes through `ragvqa.data.images.open_image`; the places left
+    """Every reader of pixels goes through `ragvqa.images.open_image`; the places left
     open an image for its header or format only. The readers (`ragvqa/readers/`) are outside
     this fix (docs/reliability.md, "Not covered")."""
     allowed = {
-        "ragvqa/data/images.py": 2,  # open_image itself, and check_image (header only)
+        "ragvqa/images.py": 2,  # open_image itself, and check_image (header only)
         "ragvqa/serve/uploads.py": 1,  # the upload's format, for its file extension
         "ragvqa/questions.py": 1,  # a decode check after check_image; the pixels are dropped
     }

@@ -26,11 +26,11 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from ragvqa.data.images import open_image
 from ragvqa.errors import UserError
 from ragvqa.eval.names import metric_label
 from ragvqa.eval.recall_plot import recall_curve, recall_plot_png
 from ragvqa.eval.report_page import CSS, SCRIPT, content_security_policy
+from ragvqa.images import open_image
 from ragvqa.io import atomic_writer
 from ragvqa.records import RunRecord, read_metrics, read_records
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragvqa.data.images import open_image
+from ragvqa.images import open_image
 from ragvqa.models.checkpoint import load_retriever
 from ragvqa.models.processor import RetProcessor
 from ragvqa.progress import ProgressBar

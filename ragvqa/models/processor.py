@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ragvqa.data.images import size_problem
 from ragvqa.errors import UserError, first_line
+from ragvqa.images import size_problem
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
 IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
@@ -104,7 +104,7 @@ class RetProcessor:
 
         An image beyond `MAX_ASPECT_RATIO`:1 (or the decompression-bomb limit) is a `UserError`
         before any resize: resizing its shortest edge would make a huge image (files are
-        refused earlier, by `ragvqa.data.images.open_image`; this covers images passed in).
+        refused earlier, by `ragvqa.images.open_image`; this covers images passed in).
         """
         import numpy as np
         import torch

@@ -3,7 +3,7 @@
 The pipeline reads images from files, so every upload (a multipart file, or a `data:` URI) is
 written to the server's upload folder as `<query id>.<format>` and checked the way
 `ragvqa answer` checks a file: not empty, under the size cap, an image, not a decompression
-bomb, no more than 50:1 (`ragvqa.data.images.check_image`, which reads the header only). A file
+bomb, no more than 50:1 (`ragvqa.images.check_image`, which reads the header only). A file
 that is truncated further in is caught when the encoder decodes it (`open_image`, which also
 turns it upright by its EXIF orientation), and its answer comes back with an error.
 A stored image lives as long as its question is in the server's cache of recent retrievals.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ragvqa.data.images import check_image, open_image
+from ragvqa.images import check_image, open_image
 from ragvqa.serve.errors import RequestError, one_line
 
 _DATA_URI = re.compile(r"\Adata:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[\w.+-]+)*);base64,(.*)\Z", re.S)
