@@ -11,7 +11,10 @@ with no text in any message is an error.
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
+from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 from ragvqa.errors import UserError
@@ -30,6 +33,10 @@ if TYPE_CHECKING:
     from ragvqa.prompts import PromptTemplate
 
 ROLES = ("system", "user", "assistant")
+# compiled template code by body (`_code`): a server's playground drafts are many bodies
+_CODE_KEPT = 256
+_CODE: OrderedDict[str, CodeType] = OrderedDict()
+_CODE_LOCK = threading.Lock()
 _IMAGE = "\x00IMAGE\x00"
 # tags that read another template file: a template is one file, so they are refused
 _LOADING_TAGS = {
@@ -130,10 +137,7 @@ def render(
         "image": _IMAGE if image is not None else "",
     }
     try:
-        tree = env.parse(template.body)
-        _refuse_loading(template, tree)
-        count_loops(tree)
-        compiled = env.from_string(tree)
+        compiled = env.template_class.from_code(env, _code(env, template), env.make_globals(None))
         namespace = compiled.root_render_func.__globals__  # the template's module
         namespace["str_join"] = namespace["markup_join"] = env.bounded_join  # `a ~ b`
         context = compiled.new_context(variables)
@@ -165,6 +169,27 @@ def render(
         problem = "renders no user message and no text at all (an empty prompt)"
         raise UserError(f"template {template.ref} {problem}", path=str(template.path))
     return ChatPrompt(tuple(messages), template=template.ref, template_hash=template.sha256)
+
+
+def _code(env: Any, template: PromptTemplate) -> CodeType:
+    """The template's body parsed, checked (`_refuse_loading`), its loops counted and compiled
+    to Python code: kept per body (at most `_CODE_KEPT`), since parsing and compiling are most
+    of a render's time and the code runs in any sandbox environment (`bounded_sandbox`), each
+    render with its own bounds. A body that does not compile is not kept: it fails each time."""
+    with _CODE_LOCK:
+        code = _CODE.get(template.body)
+        if code is not None:
+            _CODE.move_to_end(template.body)
+            return code
+    tree = env.parse(template.body)
+    _refuse_loading(template, tree)
+    count_loops(tree)
+    code = env.compile(tree)
+    with _CODE_LOCK:
+        _CODE[template.body] = code
+        while len(_CODE) > _CODE_KEPT:
+            _CODE.popitem(last=False)
+    return code
 
 
 def _refuse_loading(template: PromptTemplate, tree: Any) -> None:

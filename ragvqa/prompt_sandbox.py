@@ -172,6 +172,16 @@ def _guard_filter(name: str, function: Callable[..., Any], budget: Budget) -> Ca
 
 
 def bounded_sandbox(max_chars: int, max_seconds: float) -> Any:
+    """A fresh sandbox environment whose renders stay within `max_chars` and `max_seconds` (its
+    clock starts now). One per render: the bounds are the environment's own."""
+    return _sandbox_class()(max_chars, max_seconds)
+
+
+@functools.cache
+def _sandbox_class() -> type:
+    """The sandbox's class, made once (jinja2 is imported on first use, not with this module).
+    Its code generation depends on nothing but the class, so code compiled by one of its
+    environments runs in any other (`ragvqa.prompt_render` keeps it per template body)."""
     from jinja2 import DictLoader, StrictUndefined
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -183,7 +193,7 @@ def bounded_sandbox(max_chars: int, max_seconds: float) -> Any:
         intercepted_binops = frozenset({"*", "**", "+", "%", "//", "/", "-"})
         intercepted_unops = frozenset({"-", "+"})
 
-        def __init__(self) -> None:
+        def __init__(self, max_chars: int, max_seconds: float) -> None:
             super().__init__(
                 loader=DictLoader({}),  # no other template can be loaded (`_refuse_loading`)
                 undefined=StrictUndefined,
@@ -292,7 +302,7 @@ def bounded_sandbox(max_chars: int, max_seconds: float) -> Any:
             self.budget.tick()
             return super().getitem(obj, argument)
 
-    return _BoundedSandbox()
+    return _BoundedSandbox
 
 
 def _bounded_lipsum(function: Callable[..., str], budget: Budget) -> Callable[..., str]:

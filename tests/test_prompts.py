@@ -159,3 +159,44 @@ def test_retrieved_passages_render_in_rank_order():
     prompt = LIBRARY.get("answer/evidence_fallback@1").render(question="q", passages=passages)
     text = prompt.messages[1].text
     assert text.index("[1] T0") < text.index("[2] T1") < text.index("[3] T2")
+
+
+def _with_body(body: str):
+    from dataclasses import replace
+
+    return replace(LIBRARY.get("answer/no_retrieval@1"), body=body)
+
+
+def test_compiled_code_is_kept_per_body_and_every_render_has_its_own_bounds():
+    """Parsing and compiling are kept per template body (ragvqa.prompt_render._code); the
+    variables and the bounds are each render's own."""
+    from ragvqa import prompt_render
+    from ragvqa.prompt_sandbox import RenderLimit
+
+    # 200 x 200 = 40,000 loop steps, each a check of the clock: well over a microsecond
+    slow = _with_body(
+        "{% block user %}{% for a in range(200) %}{% for b in range(200) %}{% endfor %}"
+        "{% endfor %}{{ question }}{% endblock %}"
+    )
+    with pytest.raises(RenderLimit, match="takes longer than 1e-06 s to render"):
+        slow.render(question="first", max_seconds=1e-6)
+    assert slow.body in prompt_render._CODE  # kept though the render was stopped
+    # the same code, a new render: its own clock and its own question
+    assert slow.render(question="second").messages[0].text == "second"
+    assert slow.render(question="third").messages[0].text == "third"
+    # a body that does not compile is not kept, and fails the same way each time
+    broken = _with_body("{% block user %}{{ question }{% endblock %}")
+    for _ in range(2):
+        with pytest.raises(UserError, match="does not render"):
+            broken.render(question="q")
+    assert broken.body not in prompt_render._CODE
+
+
+def test_the_code_kept_is_bounded():
+    from ragvqa import prompt_render
+
+    for i in range(prompt_render._CODE_KEPT + 10):
+        prompt = _with_body(f"{{% block user %}}{{{{ question }}}} {i}{{% endblock %}}")
+        assert prompt.render(question="q").messages[0].text == f"q {i}"
+    assert len(prompt_render._CODE) == prompt_render._CODE_KEPT
+    assert prompt.body in prompt_render._CODE  # the newest stays
