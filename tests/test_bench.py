@@ -237,8 +237,11 @@ def test_bench_cli_errors_are_one_line_and_keep_earlier_work(world, tmp_path):
     )  # fmt: skip
     assert result.exit_code == 2
     assert "unknown reranker 'cross_encodr'" in result.output and "cross_encoder" in result.output
-    # no questions file and no RAGVQA_DATA
-    result = cli(["bench", "evqa", "--pipeline", str(world["pipeline"])], env={"RAGVQA_DATA": ""})
+    # no questions file and no RAGVQA_DATA: a pipeline with no benchmarks.yaml beside it
+    alone = tmp_path / "alone" / "pipeline.yaml"
+    alone.parent.mkdir()
+    alone.write_text(world["pipeline"].read_text())
+    result = cli(["bench", "evqa", "--pipeline", str(alone)], env={"RAGVQA_DATA": ""})
     assert result.exit_code == 2 and "no questions file" in result.output
     result = cli(["bench", "evqa", "--questions", str(world["evqa_csv"])], env={"RAGVQA_DATA": ""})
     assert result.exit_code == 2 and "no image folder: pass --images" in result.output

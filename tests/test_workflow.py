@@ -21,7 +21,7 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from ragvqa.cli import main as cli_main
-from ragvqa.cli.demo import next_commands, write_benchmarks_file
+from ragvqa.cli.demo import next_commands
 from ragvqa.cli.main import app
 from ragvqa.errors import UserError
 from ragvqa.eval.names import metric_label
@@ -312,7 +312,7 @@ def test_bench_reads_benchmarks_yaml_names_its_run_and_reports_recall_to_depth(
     """No file option: benchmarks.yaml beside the pipeline names them; the run folder is
     named after the pipeline's `name:` (demo); top_k 5: recall@1 and @5 only."""
     demo = copy_world(world, tmp_path / "ragvqa-demo")
-    write_benchmarks_file(demo)
+    assert (demo / "benchmarks.yaml").is_file()  # the world writes it (python -m ragvqa.fixtures)
     monkeypatch.chdir(tmp_path)
     result = cli("bench", "infoseek", "--pipeline", "ragvqa-demo/pipeline.yaml",
                  "--retrieval-only", "--json", "--cache", "c")  # fmt: skip

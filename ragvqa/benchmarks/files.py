@@ -4,8 +4,10 @@ A plug-in declares its file roles (`Benchmark.roles`); `ragvqa bench` and `ragvq
 any of them as `--file ROLE=PATH` (repeatable), and the flags `--questions`, `--qtypes`,
 `--withkb` and `--bem` stay as aliases of the roles of those names. A role the plug-in does
 not declare, a malformed `--file` or a role given twice is a one-line error naming the roles
-the plug-in has. Files not given come from the plug-in's `benchmark.yaml` defaults
-(`choose_files`), with the `ragvqa data fetch` command of a missing one.
+the plug-in has. Files not given come from a `benchmarks.yaml` beside the pipeline file when it
+names the benchmark (`pipeline_defaults`: a world of one's own, such as the demo's), else from the
+plug-in's `benchmark.yaml` defaults (`choose_files`), with the `ragvqa data fetch` command of a
+missing one.
 """
 
 from __future__ import annotations
@@ -108,3 +110,29 @@ def choose_files(
         elif default and kind.note and note is not None:
             note(f"note: {default} not found, {kind.note} ({fetch_hint(benchmark, role)})")
     return chosen
+
+
+LOCAL_FILES = "benchmarks.yaml"
+
+
+def pipeline_defaults(pipeline: Path | None, benchmark: Benchmark) -> dict[str, Any] | None:
+    """The default files of `benchmark` for a pipeline file's own world: its entry in the
+    `benchmarks.yaml` beside the pipeline (roles and `images:` roots, relative to that file),
+    or None when there is no such file or entry."""
+    from ragvqa.config import read_yaml
+
+    path = pipeline.parent / LOCAL_FILES if pipeline is not None and pipeline.is_file() else None
+    if path is None or not path.is_file():
+        return None
+    entry = read_yaml(path).get(benchmark.name)
+    if entry is None:
+        return None
+    images = entry.get("images", {}) if isinstance(entry, dict) else None
+    if not isinstance(images, dict):
+        raise UserError(f"{benchmark.name}: expected roles and an images: mapping", path=str(path))
+    files = {k: v for k, v in entry.items() if k != "images"}
+    for key, value in [*files.items(), *(("images." + k, v) for k, v in images.items())]:
+        if not (key in benchmark.roles or key.startswith("images.")) or not isinstance(value, str):
+            raise UserError(f"{benchmark.name}.{key}: not a file of the benchmark", path=str(path))
+    local = {k: str(path.parent / v) for k, v in files.items()}
+    return local | {"images": {k: str(path.parent / v) for k, v in images.items()}}

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Table
 
+from ragvqa.benchmarks.files import pipeline_defaults
 from ragvqa.cli.common import (
     BenchmarkCommand,
     print_json,
@@ -82,32 +83,6 @@ def bench_spec(
         baselines=baselines,
         retrieval_only=retrieval_only or not benchmark.scores_answers,
     )
-
-
-LOCAL_FILES = "benchmarks.yaml"
-
-
-def pipeline_defaults(pipeline: Path | None, benchmark: Benchmark) -> dict[str, Any] | None:
-    """The default files of `benchmark` for a pipeline file's own world: its entry in the
-    `benchmarks.yaml` beside the pipeline (roles and `images:` roots, relative to that file),
-    or None when there is no such file or entry."""
-    from ragvqa.config import read_yaml
-
-    path = pipeline.parent / LOCAL_FILES if pipeline is not None and pipeline.is_file() else None
-    if path is None or not path.is_file():
-        return None
-    entry = read_yaml(path).get(benchmark.name)
-    if entry is None:
-        return None
-    images = entry.get("images", {}) if isinstance(entry, dict) else None
-    if not isinstance(images, dict):
-        raise UserError(f"{benchmark.name}: expected roles and an images: mapping", path=str(path))
-    files = {k: v for k, v in entry.items() if k != "images"}
-    for key, value in [*files.items(), *(("images." + k, v) for k, v in images.items())]:
-        if not (key in benchmark.roles or key.startswith("images.")) or not isinstance(value, str):
-            raise UserError(f"{benchmark.name}.{key}: not a file of the benchmark", path=str(path))
-    local = {k: str(path.parent / v) for k, v in files.items()}
-    return local | {"images": {k: str(path.parent / v) for k, v in images.items()}}
 
 
 def check_expected(

@@ -26,20 +26,6 @@ import typer
 from ragvqa.cli.common import print_json, say, stderr, user_errors
 
 
-def write_benchmarks_file(folder: Path) -> Path:
-    """`folder/benchmarks.yaml` for the demo world in `folder` (kept when it exists: it may
-    have been edited): the world's benchmark files, relative to `folder`."""
-    from ragvqa.cli.bench import LOCAL_FILES
-    from ragvqa.fixtures.world import benchmarks_yaml
-    from ragvqa.io import atomic_writer
-
-    path = folder / LOCAL_FILES
-    if not path.exists():
-        with atomic_writer(path) as fh:
-            fh.write(benchmarks_yaml())
-    return path
-
-
 def next_commands(folder: Path, image: Path, question: str) -> list[str]:
     """The commands to paste after the demo, one per line: ask, bench the world's first
     benchmark twice (another template), compare the two runs, report, and bench the others."""
@@ -79,7 +65,13 @@ def demo_command(
             run_real_demo(folder, bench, limit)
             return
         from ragvqa.cli.answer import validate_image
-        from ragvqa.fixtures.world import first_question, world_folder, world_paths, write_world
+        from ragvqa.fixtures.world import (
+            first_question,
+            world_folder,
+            world_paths,
+            write_benchmarks_file,
+            write_world,
+        )
         from ragvqa.pipeline import Pipeline
 
         # only a missing or empty folder, or one a demo made (its marker), is written into;
@@ -91,7 +83,7 @@ def demo_command(
             else:
                 say(f"building the demo world in {folder} (about a minute)")
                 paths = write_world(folder, progress=True)
-            write_benchmarks_file(folder)
+            write_benchmarks_file(folder)  # a world built before the world wrote it
             with Pipeline.load(paths["pipeline"]) as pipe:
                 image, question = first_question(folder)
                 answer = pipe.answer(validate_image(image), question)
@@ -113,7 +105,8 @@ def _benchmarks(pipe: Any, folder: Path, log: bool = False) -> dict[str, Any]:
     """The world's benchmarks through `pipe` into folder/runs/NAME (files from benchmarks.yaml),
     each one's summary table on stdout (`log`: on stderr); their metrics, by benchmark."""
     from ragvqa.benchmarks import get_benchmark
-    from ragvqa.cli.bench import bench_spec, pipeline_defaults, summary
+    from ragvqa.benchmarks.files import pipeline_defaults
+    from ragvqa.cli.bench import bench_spec, summary
     from ragvqa.fixtures.world import BENCHMARKS
     from ragvqa.run.runner import BenchRunner
 
