@@ -28,7 +28,7 @@ from ragvqa.errors import UserError
 from ragvqa.run.lock import LOCK, FolderLock
 
 HERE = Path(__file__).resolve().parent
-WORLD_MARKER = ".ragvqa-world"  # ragvqa.fixtures.world.WORLD_MARKER
+WORLD_MARKER = ".ragvqa-world"  # ragvqa.fixtures.claim.WORLD_MARKER
 
 
 def ragvqa(*args, module: str = "ragvqa.cli", **kw):
@@ -100,10 +100,11 @@ def test_the_demo_and_the_fixtures_never_write_into_a_users_folder(tmp_path):
 def test_a_missing_or_empty_folder_is_claimed_with_the_marker_first(tmp_path):
     """A missing or empty folder (or one holding only a lock file a crash left) is claimed:
     the marker, with the ragvqa version, is its first file; a marked folder is ours again."""
-    import ragvqa
-    from ragvqa.fixtures.world import check_world_folder, world_folder
+    from ragvqa import __version__
+    from ragvqa.fixtures import claim
+    from ragvqa.fixtures.claim import check_world_folder, world_folder
 
-    assert ragvqa.fixtures.world.WORLD_MARKER == WORLD_MARKER
+    assert claim.WORLD_MARKER == WORLD_MARKER
     empty, crashed = tmp_path / "empty", tmp_path / "crashed"
     empty.mkdir()
     crashed.mkdir()
@@ -112,7 +113,7 @@ def test_a_missing_or_empty_folder_is_claimed_with_the_marker_first(tmp_path):
         with world_folder(folder, made_by="test") as root:
             assert sorted(p.name for p in root.iterdir()) == sorted([LOCK, WORLD_MARKER])
             marker = json.loads((root / WORLD_MARKER).read_text())
-            assert marker["made_by"] == "test" and marker["ragvqa"] == ragvqa.__version__
+            assert marker["made_by"] == "test" and marker["ragvqa"] == __version__
             (root / "kb.json").write_text("{}")  # what the world writes next
         assert not (folder / LOCK).exists()
         check_world_folder(folder)  # marked: written into again

@@ -6,7 +6,7 @@ demo shows every stage, file format and command working end to end on this machi
 
 The demo writes only into a folder that is missing or empty, or that a demo made: it writes the
 marker `DIR/.ragvqa-world` first and refuses any other folder in one line, writing nothing
-(`ragvqa.fixtures.world.world_folder`); DIR is locked while the demo runs.
+(`ragvqa.fixtures.claim.world_folder`); DIR is locked while the demo runs.
 
 The world's benchmark files are named in `DIR/benchmarks.yaml`, beside its pipeline, so
 `ragvqa bench infoseek --pipeline DIR/pipeline.yaml` needs no other option; the demo ends with
@@ -65,9 +65,9 @@ def demo_command(
             run_real_demo(folder, bench, limit)
             return
         from ragvqa.cli.answer import validate_image
+        from ragvqa.fixtures.claim import world_folder
         from ragvqa.fixtures.world import (
             first_question,
-            world_folder,
             world_paths,
             write_benchmarks_file,
             write_world,

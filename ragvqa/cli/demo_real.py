@@ -6,7 +6,7 @@ on first use under `DIR/cache`. `pipelines/real-text.yaml` then answers a few wn
 questions with their evidence, and (`--bench`) runs the first questions of the benchmark with
 and without retrieval. Text only: no image-text model ships in any package index, so the
 multimodal path stays on random weights (`ragvqa demo` without `--real`). DIR is written only
-when it is missing, empty or made by a demo (`ragvqa.fixtures.world.world_folder`), and is
+when it is missing, empty or made by a demo (`ragvqa.fixtures.claim.world_folder`), and is
 locked while the demo runs; the data root is locked while it is fetched into.
 """
 
@@ -28,7 +28,7 @@ def run_real_demo(
 ) -> None:
     """Fetch what is missing, answer `SAMPLE` and (`bench`) run `limit` questions with and
     without retrieval. `components` are handed to the pipeline (tests pass their engine)."""
-    from ragvqa.fixtures.world import world_folder
+    from ragvqa.fixtures.claim import world_folder
 
     # DIR (runs, cache, maybe data) is claimed as a world folder: missing, empty or made by a
     # demo, refused otherwise with nothing written; locked until the demo ends
