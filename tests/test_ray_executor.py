@@ -57,10 +57,12 @@ def bench_args(world, out: Path, cache: Path, overrides: list[str]) -> list[str]
     return args
 
 
-def run(argv: list[str], log: Path, timeout: int = 400) -> tuple[int, str]:
+def run(
+    argv: list[str], log: Path, timeout: int = 400, env: dict[str, str] | None = None
+) -> tuple[int, str]:
     """A driver in its own process group (stdout and stderr to `log`); whatever it leaves
     behind is killed afterwards, as an init system would reap it."""
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent), "OMP_NUM_THREADS": "1", **(env or {})}
     with log.open("w") as fh:
         proc = subprocess.Popen(
             [sys.executable, *argv], env=env, stdout=fh, stderr=subprocess.STDOUT,
@@ -147,6 +149,25 @@ def test_a_ray_driver_killed_with_kill_9_resumes_where_it_stopped(world, tmp_pat
     pipe = Pipeline.load(world["pipeline"], overrides)
     BenchRunner(pipe, spec(world), straight, cache=tmp_path / "c2", progress=False).run()
     assert answers(out) == answers(straight)
+
+
+@pytest.mark.engine  # a local Ray and one replica, loaded twice
+def test_a_replica_that_dies_while_loading_is_loaded_again(world, tmp_path):
+    out, marker = tmp_path / "run", tmp_path / "died"
+    args = bench_args(world, out, tmp_path / "cache", [])
+    code, log = run(
+        [str(HERE / "ray_driver.py"), str(marker), *args, "--retrieval-only", "--json",
+         "--executor", "ray", "--replicas", "1"],
+        tmp_path / "log", env={"RAY_DRIVER_DIE_IN": "load"},
+    )  # fmt: skip
+    assert code == 0, log[-3000:]
+    assert marker.is_file()  # its first process died in `load` ...
+    assert re.search(r"replica 1 died while loading \(\w+: .*\); it loads again", log), log
+    metrics = read_metrics(out)  # ... and the second one retrieved as a local run does
+    recall = metrics["retrieval"]["entity_recall"]  # benchmarks/infoseek/expected.yaml's
+    assert (recall["recall@1"], recall["recall@5"]) == pytest.approx((6.67, 36.67), abs=0.01)
+    assert [p["replica"] for p in metrics["execution"]["placement"]] == [1]
+    assert metrics["execution"]["placement"][0]["pid"] != int(marker.read_text())
 
 
 @pytest.mark.engine  # a local Ray and one replica
