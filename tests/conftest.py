@@ -166,6 +166,16 @@ def llama(tmp_path_factory) -> Path:
     return tiny_llama(tmp_path_factory.mktemp("llama") / "model")
 
 
+def infoseek_bench(world: dict[str, Path], *options: object) -> list[str]:
+    """`ragvqa bench infoseek` arguments on the world's pipeline, each InfoSeek file named on the
+    command line (as a user names their own data), then `options` (paths allowed)."""
+    return ["bench", "infoseek", "--pipeline", str(world["pipeline"]),
+            "--questions", str(world["infoseek_questions"]),
+            "--qtypes", str(world["infoseek_qtypes"]),
+            "--withkb", str(world["infoseek_withkb"]),
+            "--images", str(world["infoseek_images"]), *map(str, options)]  # fmt: skip
+
+
 def wait_for_memory(share: float, timeout_s: float = 300.0) -> None:
     """Wait until `share` of this machine's memory, and 1 GiB more for the engine's own
     processes, is available (Linux: /proc/meminfo's MemAvailable), for at most `timeout_s`.

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import infoseek_bench
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -274,11 +275,8 @@ def test_check_against_expected_figures(world, reference, tmp_path, monkeypatch)
     monkeypatch.setattr(InfoSeek, "folder", lambda self: bench_dir / "infoseek")
     run = tmp_path / "run"
     shutil.copytree(reference, run)
-    args = ["bench", "infoseek", "--pipeline", str(world["pipeline"]), "--out", str(run),
-            "--questions", str(world["infoseek_questions"]), "--qtypes",
-            str(world["infoseek_qtypes"]), "--withkb", str(world["infoseek_withkb"]),
-            "--images", str(world["infoseek_images"]), "--set", "reader.batch_size=8",
-            "--cache", str(reference.parent / "cache"), "--check"]  # fmt: skip
+    args = infoseek_bench(world, "--out", run, "--set", "reader.batch_size=8",
+                          "--cache", reference.parent / "cache", "--check")  # fmt: skip
     for value, code in ((recall5, 0), (recall5 + 5, 1)):
         expected.write_text(
             "runs:\n  - pipeline: demo\n    template: answer/evidence_short@1\n"
@@ -322,10 +320,7 @@ KILL_OVERRIDES = [
 @pytest.mark.engine  # six `ragvqa bench` processes load the models
 def test_kill_9_in_every_stage_then_rerun_gives_the_uninterrupted_results(world, tmp_path):
     out, cache = tmp_path / "run", tmp_path / "cache"
-    args = ["bench", "infoseek", "--pipeline", str(world["pipeline"]), "--out", str(out),
-            "--questions", str(world["infoseek_questions"]), "--qtypes",
-            str(world["infoseek_qtypes"]), "--withkb", str(world["infoseek_withkb"]),
-            "--images", str(world["infoseek_images"]), "--cache", str(cache)]  # fmt: skip
+    args = infoseek_bench(world, "--out", out, "--cache", cache)
     for override in KILL_OVERRIDES:
         args += ["--set", override]
     # tiny models: one torch thread each, as in this process (tests/conftest.py)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import infoseek_bench
 from typer.testing import CliRunner
 
 from ragvqa.benchmarks import benchmark_names
@@ -78,11 +79,8 @@ def test_a_third_benchmark_runs_retrieval_only_from_its_defaults(plugin, world, 
 
 def test_retrieval_only_on_infoseek_loads_no_reader(world, tmp_path):
     out = tmp_path / "run"
-    args = ["bench", "infoseek", "--retrieval-only", "--pipeline", str(world["pipeline"]),
-            "--out", str(out), "--cache", str(tmp_path / "c"), "--set", NO_READER,
-            "--questions", str(world["infoseek_questions"]), "--qtypes",
-            str(world["infoseek_qtypes"]), "--withkb", str(world["infoseek_withkb"]),
-            "--images", str(world["infoseek_images"])]  # fmt: skip
+    args = infoseek_bench(world, "--retrieval-only", "--out", out, "--cache", tmp_path / "c",
+                          "--set", NO_READER)  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     metrics = read_metrics(out)

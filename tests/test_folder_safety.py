@@ -21,6 +21,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from conftest import infoseek_bench
 from typer.testing import CliRunner
 
 from ragvqa.cli.main import app
@@ -163,11 +164,8 @@ def runs(world, tmp_path_factory):
     """One retrieval-only run of 3 questions into a fresh stage cache, then the same command
     again (everything from the cache): the metrics and records after each."""
     root = tmp_path_factory.mktemp("runs")
-    args = ["bench", "infoseek", "--pipeline", str(world["pipeline"]), "--retrieval-only",
-            "--questions", str(world["infoseek_questions"]), "--qtypes",
-            str(world["infoseek_qtypes"]), "--withkb", str(world["infoseek_withkb"]),
-            "--images", str(world["infoseek_images"]), "--limit", "3",
-            "--cache", str(root / "cache"), "--out", str(root / "run")]  # fmt: skip
+    args = infoseek_bench(world, "--retrieval-only", "--limit", "3",
+                          "--cache", root / "cache", "--out", root / "run")  # fmt: skip
     seen = []
     for _ in range(2):
         result = CliRunner().invoke(app, args)

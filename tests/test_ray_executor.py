@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import wait_for_memory
+from conftest import infoseek_bench, wait_for_memory
 
 from ragvqa.errors import UserError
 from ragvqa.pipeline import Pipeline
@@ -49,10 +49,7 @@ def spec(world) -> BenchSpec:
 
 
 def bench_args(world, out: Path, cache: Path, overrides: list[str]) -> list[str]:
-    args = ["bench", "infoseek", "--pipeline", str(world["pipeline"]), "--out", str(out),
-            "--questions", str(world["infoseek_questions"]), "--qtypes",
-            str(world["infoseek_qtypes"]), "--withkb", str(world["infoseek_withkb"]),
-            "--images", str(world["infoseek_images"]), "--cache", str(cache)]  # fmt: skip
+    args = infoseek_bench(world, "--out", out, "--cache", cache)
     for override in overrides:
         args += ["--set", override]
     return args

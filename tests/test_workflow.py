@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import infoseek_bench
 from test_feedback import read_terminal
 from typer.main import get_command
 from typer.testing import CliRunner
@@ -271,11 +272,8 @@ def test_library_warnings_hidden_unless_verbose(world, tmp_path):
     (a retrieval-only run: no reader engine)."""
     script = Path(sys.executable).parent / "ragvqa"
     env = {k: v for k, v in os.environ.items() if k not in cli_main.QUIET}
-    args = ["bench", "infoseek", "--pipeline", str(world["pipeline"]), "--retrieval-only",
-            "--questions", str(world["infoseek_questions"]), "--qtypes",
-            str(world["infoseek_qtypes"]), "--withkb", str(world["infoseek_withkb"]),
-            "--images", str(world["infoseek_images"]), "--limit", "2",
-            "--cache", str(tmp_path / "cache"), "--no-cache"]  # fmt: skip
+    args = infoseek_bench(world, "--retrieval-only", "--limit", "2",
+                          "--cache", tmp_path / "cache", "--no-cache")  # fmt: skip
     quiet = subprocess.run([script, *args, "--out", tmp_path / "a"], capture_output=True,
                            text=True, env=env, timeout=300)  # fmt: skip
     loud = subprocess.run([script, "-vv", *args, "--out", tmp_path / "b"], capture_output=True,
