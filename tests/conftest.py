@@ -74,6 +74,23 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def write_evqa_kb(folder: Path, pages: int = 3) -> Path:
+    """`folder/kb.json`: a small E-VQA-format KB of `pages` pages of two sections each."""
+    kb = {
+        f"https://en.wikipedia.org/wiki/P{i}": {
+            "title": f"p{i}",
+            "section_titles": [f"p{i}", "History"],
+            "section_texts": [f"Page {i} lead.", f"Built in {1800 + i}."],
+            "image_urls": [],
+            "image_section_indices": [],
+        }
+        for i in range(pages)
+    }
+    path = folder / "kb.json"
+    path.write_text(json.dumps(kb), encoding="utf-8")
+    return path
+
+
 def write_evqa_csv(path: Path, rows: list[dict]) -> Path:
     """Write an E-VQA CSV with the official columns; unspecified cells are empty."""
     with path.open("w", encoding="utf-8", newline="") as fh:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import write_evqa_kb
 from rich.table import Table
 from typer.testing import CliRunner
 
@@ -157,26 +158,10 @@ def test_bench_help_names_a_benchmark_registered_later(monkeypatch):
 # ------------------------------------------------------------ build and fetch: --json
 
 
-def _evqa_kb(folder: Path, pages: int = 3) -> Path:
-    kb = {
-        f"https://en.wikipedia.org/wiki/P{i}": {
-            "title": f"p{i}",
-            "section_titles": [f"p{i}", "History"],
-            "section_texts": [f"Page {i} lead.", f"Built in {1800 + i}."],
-            "image_urls": [],
-            "image_section_indices": [],
-        }
-        for i in range(pages)
-    }
-    path = folder / "kb.json"
-    path.write_text(json.dumps(kb), encoding="utf-8")
-    return path
-
-
 def test_kb_build_json_and_info_on_stdout(tmp_path):
     runner = CliRunner()
     out = tmp_path / "kb"
-    args = ["kb", "build", "--format", "evqa", "--input", str(_evqa_kb(tmp_path))]
+    args = ["kb", "build", "--format", "evqa", "--input", str(write_evqa_kb(tmp_path))]
     built = runner.invoke(app, [*args, "--out", str(out), "--no-progress", "--json"])
     assert built.exit_code == 0, built.output
     data = json.loads(built.stdout)  # stdout is the JSON alone; the summary line is on stderr
@@ -201,7 +186,7 @@ def test_index_build_json_on_stdout(tmp_path):
     from ragvqa.models.retriever import RetRetriever
 
     kb = tmp_path / "kb"
-    build_kb(BuildParams("evqa", str(_evqa_kb(tmp_path))), kb, progress=False)
+    build_kb(BuildParams("evqa", str(write_evqa_kb(tmp_path))), kb, progress=False)
     head = HeadConfig((0, 1), (0, 1), hidden_size=64, num_queries=4, output_vectors=1, proj_size=8)
     config = RetrieverConfig(dict(TEXT), dict(VISION), query=head, document=None)
     processor = RetProcessor(clip_tokenizer(tmp_path / "tok"), image_processor())

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import typer
+from conftest import write_evqa_kb
 from typer.testing import CliRunner
 
 from ragvqa.cli.index import build as index_build
@@ -58,25 +59,9 @@ def test_every_setting_has_its_option_with_the_models_default(name, function, mo
         assert "--batch-window-ms" in options  # the old name of --window-ms
 
 
-def _kb_json(tmp_path):
-    pages = {
-        f"P{i}": {
-            "title": f"p{i}",
-            "section_titles": [f"p{i}", "a"],
-            "section_texts": [f"the {i} rain", f"a train {i}"],
-            "image_urls": [],
-            "image_section_indices": [],
-        }
-        for i in range(3)
-    }
-    path = tmp_path / "kb.json"
-    path.write_text(json.dumps(pages))
-    return path
-
-
 def test_kb_build_takes_every_kb_source_key_and_refuses_a_bad_one_in_one_line(tmp_path):
     runner = CliRunner()
-    source = _kb_json(tmp_path)
+    source = write_evqa_kb(tmp_path)
     args = ["kb", "build", "--format", "evqa", "--input", str(source), "--no-progress"]
     out = tmp_path / "kb"
     result = runner.invoke(app, [*args, "--out", str(out), "--shard-pages", "1"])
@@ -93,7 +78,7 @@ def test_kb_build_takes_every_kb_source_key_and_refuses_a_bad_one_in_one_line(tm
 
 def test_index_build_refuses_a_bad_faiss_setting_by_its_yaml_name(tmp_path):
     kb = tmp_path / "kb"
-    source = str(_kb_json(tmp_path))
+    source = str(write_evqa_kb(tmp_path))
     made = ["kb", "build", "--format", "evqa", "--input", source, "--out", str(kb), "--no-progress"]
     assert CliRunner().invoke(app, made).exit_code == 0
     args = ["index", "build", "--kb", str(kb), "--encoder", "x", "--out", str(tmp_path / "i")]
