@@ -78,6 +78,25 @@ def test_qwen_image_tokens_follow_the_processor_by_size(qwen, images):
     assert smaller(images["large"]) == 12 - 1  # the pipeline's mm_processor_kwargs count
 
 
+@pytest.mark.parametrize("error", [NotImplementedError, AttributeError, TypeError, KeyError])
+def test_a_processor_without_a_count_from_size_is_counted_on_a_blank_image(
+    qwen, images, monkeypatch, error
+):
+    """Processors that lack transformers' `_get_num_multimodal_tokens` (or take other
+    arguments) raise one of these; the count then comes from expanding a blank image of the
+    same size, and equals the processor's own count (4, 54 and 12 tokens, as above)."""
+    processor, _ = qwen
+
+    def missing(*args, **kwargs):
+        raise error("no count from a size")
+
+    monkeypatch.setattr(processor, "_get_num_multimodal_tokens", missing)
+    assert image_token_counter(processor)(images["small"]) == 4 - 1
+    assert image_token_counter(processor)(images["large"]) == 54 - 1
+    smaller = image_token_counter(processor, {"max_pixels": 16 * 28 * 28})
+    assert smaller(images["large"]) == 12 - 1
+
+
 def test_a_prompt_counts_what_the_processor_feeds_the_model(qwen, images):
     processor, tokenizer = qwen
     count = chat_token_counter(tokenizer, image_token_counter(processor))
